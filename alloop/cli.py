@@ -1,0 +1,289 @@
+"""The ``alloop`` command line: parse, call the library, print. No logic lives here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from alloop import __version__
+from alloop.errors import AlloopError, ConfigError
+
+app = typer.Typer(
+    name="alloop",
+    help=(
+        "Active learning for object detection, offline. Point it at raw images; it picks what to label, "
+        "fine-tunes a detector on your labels, and picks the next batch.\n\n"
+        "Workflow: `alloop init PROJECT --images DIR` → label the exported batch → "
+        "`alloop step PROJECT --labels FILE` → label → step … ; `alloop status PROJECT` at any time."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+ProjectArg = Annotated[Path, typer.Argument(help="Project directory (holds alloop.toml, alloop.db, artifacts/).")]
+BatchOpt = Annotated[
+    int, typer.Option("--n", "-n", min=1, help="Batch size: how many NEW images to select for labeling now (not the total).")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only print warnings and the final summary.")]
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
+        force=True,
+    )
+
+
+def _parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
+    """KEY=VALUE pairs; VALUE is read as TOML (numbers, true/false, "strings", [lists]) or a bare string."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"{flag} {pair!r}: expected KEY=VALUE, e.g. {flag} epochs=10")
+        key, raw = pair.split("=", 1)
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _run(fn: Any) -> Any:
+    """Call the library; an AlloopError becomes one line on stderr and exit code 1."""
+    try:
+        return fn()
+    except AlloopError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err_console.print(
+            "[yellow]interrupted:[/] finished stages are saved; run the same command again to resume", highlight=False
+        )
+        raise typer.Exit(130) from None
+
+
+@app.callback(invoke_without_command=True)
+def _main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        console.print(f"alloop {__version__}")
+        raise typer.Exit()
+
+
+@app.command()
+def init(
+    project: ProjectArg,
+    images: Annotated[Optional[Path], typer.Option("--images", "-i", help="Folder of raw images (searched recursively for jpg/png/tif/bmp/webp).")] = None,
+    n: BatchOpt = 100,
+    method: Annotated[Optional[str], typer.Option(help="First-batch selection: coreset (diverse, default) or random.")] = None,
+    classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names, in order. Default: taken from the first label file.")] = None,
+    embedder: Annotated[str, typer.Option(help="Embedder: ssl (self-supervised on your images; no download), backbone, detector.")] = "ssl",
+    embedder_option: Annotated[Optional[list[str]], typer.Option("--embedder-option", "-E", help="Embedder setting KEY=VALUE (repeatable), e.g. -E epochs=20.")] = None,
+    trainer: Annotated[str, typer.Option(help="Detector plugin (see `alloop trainers`).")] = "torchvision",
+    trainer_option: Annotated[Optional[list[str]], typer.Option("--trainer-option", "-T", help="Trainer setting KEY=VALUE (repeatable), e.g. -T epochs=20 -T weights=none.")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for every random choice (selection, splits, training).")] = 0,
+    export_format: Annotated[Optional[list[str]], typer.Option("--export-format", help="Batch export format(s) (repeatable): coco, labelstudio, cvat, filelist. Default: coco + labelstudio.")] = None,
+    image_url_prefix: Annotated[Optional[str], typer.Option(help="URL your labeling tool fetches images from, e.g. http://localhost:8081/ (Label Studio tasks).")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Share of each labeled batch held out to measure mAP.")] = 0.2,
+    quiet: QuietOpt = False,
+) -> None:
+    """Create a project: register images, embed them, select the first batch and export it for labeling.
+
+    Rerunning an interrupted init resumes where it stopped.
+    """
+    from alloop import loop
+    from alloop.project import ProjectConfig
+
+    _setup_logging(quiet)
+
+    def go() -> Any:
+        cfg = ProjectConfig(
+            image_root=str(images.resolve()) if images else ".",
+            seed=seed,
+            device=device,
+            val_fraction=val_fraction,
+            export_formats=tuple(export_format) if export_format else ("coco", "labelstudio"),
+            image_url_prefix=image_url_prefix,
+            embedder=embedder,
+            embedder_options=_parse_options(embedder_option, "--embedder-option"),
+            trainer=trainer,
+            trainer_options=_parse_options(trainer_option, "--trainer-option"),
+        )
+        names = [c.strip() for c in classes.split(",") if c.strip()] if classes else []
+        return loop.init(project, images, n=n, method=method, classes=names, config=cfg, progress=not quiet)
+
+    result = _run(go)
+    console.print(
+        f"[green]✓[/] registered {result.n_images} images"
+        + (f" ([yellow]{len(result.bad_images)} unreadable skipped[/], see `alloop status`)" if result.bad_images else "")
+    )
+    console.print(f"[green]✓[/] selected {result.n_selected} images → tag [bold]{result.tag}[/]")
+    for f in result.exports:
+        console.print(f"  batch for labeling: {f}")
+    console.print(
+        f"\nNext: label these images in your tool, export the labels (e.g. COCO JSON), then run\n"
+        f"  alloop step {project} --labels path/to/labels.json --n {n}"
+    )
+
+
+@app.command()
+def step(
+    project: ProjectArg,
+    labels: Annotated[Optional[Path], typer.Option("--labels", "-l", help="Labels of the last batch, as exported by your labeling tool.")] = None,
+    label_format: Annotated[Optional[str], typer.Option("--format", "-f", help="Label format (sniffed when omitted): coco, labelstudio, cvat, cvat_xml, kitti, voc, yolo.")] = None,
+    n: BatchOpt = 100,
+    method: Annotated[Optional[str], typer.Option(help="Next-batch selection: coral (diversity + uncertainty, default), coreset or random.")] = None,
+    score: Annotated[Optional[str], typer.Option(help="Uncertainty score NAME:AGG used by coral and stored for the report, e.g. entropy:max (see `alloop scores`).")] = None,
+    clip_boxes: Annotated[bool, typer.Option(help="Clip boxes that stick out of the image (with a warning) instead of refusing the file.")] = False,
+    add_classes: Annotated[bool, typer.Option(help="Accept class names the project does not know yet.")] = False,
+    allow_duplicates: Annotated[bool, typer.Option(help="Drop exact duplicate boxes with a warning instead of refusing the file.")] = False,
+    restart: Annotated[bool, typer.Option(help="Throw away an interrupted iteration (never its labels) and redo it from the start.")] = False,
+    device: Annotated[Optional[str], typer.Option(help="Override the project's device for this step: auto, cpu, cuda, cuda:N.")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """After a labeling round: import labels, fine-tune, evaluate, infer, score, select and export the next batch.
+
+    An interrupted step resumes from its last finished stage when run again.
+    """
+    from alloop import formats, loop
+
+    _setup_logging(quiet)
+
+    def go() -> Any:
+        options = formats.ImportOptions(clip_boxes=clip_boxes, add_classes=add_classes, allow_duplicates=allow_duplicates)
+        return loop.step(project, labels=labels, label_format=label_format, n=n, method=method, score=score,
+                         import_options=options, restart=restart, progress=not quiet, device=device)
+
+    r = _run(go)
+    for w in r.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    imp = r.imported
+    console.print(f"[green]✓[/] iteration {r.iteration}: labels new {imp.get('new', 0)}, corrected {imp.get('corrected', 0)}"
+                  f"; trained on {r.n_train}, held out {r.n_val}")
+    if r.map50 is not None:
+        console.print(f"[green]✓[/] held-out mAP@0.5 = {r.map50:.3f}, mAP@[.5:.95] = {r.map:.3f} ({r.n_val} images)")
+    console.print(f"[green]✓[/] selected {r.n_selected} images → tag [bold]{r.tag}[/]")
+    for f in r.exports:
+        console.print(f"  batch for labeling: {f}")
+    if r.report:
+        console.print(f"  report: {r.report}")
+    if r.still_queued:
+        console.print(f"[yellow]{len(r.still_queued)} images from earlier batches still wait for labels[/]")
+    console.print(f"\nNext: label the batch, then `alloop step {project} --labels FILE --n {n}`")
+
+
+@app.command()
+def status(
+    project: ProjectArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show iterations (labeled count, mAP, selected batch, export folder), tags and pool counts."""
+    from alloop.summary import project_status
+
+    info = _run(lambda: project_status(project))
+    if as_json:
+        console.print_json(json.dumps(info, default=str))
+        return
+    c = info["counts"]
+    console.print(
+        f"[bold]{project}[/]  images {c['images']}  labeled {c['labeled']} (train {c['train']}, held-out {c['val']})"
+        f"  queued {c['queued']}  boxes {c['boxes']}  unreadable {c['bad_images']}"
+    )
+    console.print(f"classes: {', '.join(info['classes']) or '(none yet)'}")
+    table = Table(title="iterations")
+    for col in ("it", "status", "labeled", "train/val", "mAP@0.5", "mAP@[.5:.95]", "method", "score", "selected", "tag", "exported to"):
+        table.add_column(col)
+    fmt = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
+    for it in info["iterations"]:
+        table.add_row(
+            str(it["n"]), it["status"], str(it["n_labeled"] if it["n_labeled"] is not None else "–"),
+            f"{it['n_train'] or 0}/{it['n_val'] or 0}" if it["n"] else "–",
+            fmt(it["map50"]), fmt(it["map"]), it["method"] or "–", it["score_spec"] or "–",
+            str(it["selected"]), it["tag"], it["export_dir"] or "–",
+        )
+    console.print(table)
+    if info["bad_images"]:
+        console.print(f"[yellow]unreadable images ({len(info['bad_images'])}):[/]")
+        for path, reason in info["bad_images"][:10]:
+            console.print(f"  {path}: {reason}", highlight=False)
+
+
+@app.command()
+def trainers() -> None:
+    """List installed detector plugins and their options."""
+    from alloop.summary import trainer_catalog
+
+    for name, entry in _run(trainer_catalog).items():
+        console.print(f"[bold]{name}[/]  ({entry['entry_point']})")
+        for opt, default in entry["options"].items():
+            console.print(f"    {opt} = {default!r}", highlight=False)
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Argument(help="Output folder: images/ and annotations.json (COCO) are written here.")],
+    n: Annotated[int, typer.Option("--n", "-n", min=1, help="Number of images.")] = 200,
+    size: Annotated[str, typer.Option(help="Image size WIDTHxHEIGHT.")] = "320x240",
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same dataset.")] = 0,
+) -> None:
+    """Generate the synthetic orchard dataset (apples on foliage, COCO ground truth)."""
+    from alloop.synthetic import generate_orchard
+
+    def go() -> Any:
+        try:
+            w, h = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            raise ConfigError(f"--size {size!r}: expected WIDTHxHEIGHT, e.g. 320x240") from None
+        return generate_orchard(out, n, size=(w, h), seed=seed, progress=True)
+
+    o = _run(go)
+    console.print(f"[green]✓[/] {o.n_images} images, {o.n_boxes} apples → {o.images_dir}, ground truth {o.annotations}")
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Working folder for the generated data and the demo project.")] = Path("demo-run"),
+    images: Annotated[int, typer.Option(help="Pool size (synthetic orchard images).")] = 240,
+    steps: Annotated[int, typer.Option(help="Labeling rounds after init.")] = 3,
+    n: BatchOpt = 24,
+    size: Annotated[str, typer.Option(help="Image size WIDTHxHEIGHT.")] = "320x240",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Run the whole loop on a generated orchard with the ground truth playing the annotator."""
+    from alloop.demo import run_demo
+
+    _setup_logging(quiet)
+    try:
+        w, h = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        err_console.print(f"[bold red]error:[/] --size {size!r}: expected WIDTHxHEIGHT")
+        raise typer.Exit(1) from None
+    _run(lambda: run_demo(directory, n_images=images, steps=steps, batch=n, size=(w, h), device=device,
+                          progress=not quiet, echo=console.print))
+    status(directory / "project", as_json=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Read-only views of a project for `alloop status` and `alloop trainers` (no lock needed)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from alloop.loop import tag_name
+from alloop.project import Project
+from alloop.trainers import available_trainers, load_trainer
+
+
+def project_status(root: Path) -> dict[str, Any]:
+    """Counts, classes, tags and one row per iteration, as plain data."""
+    # Status must work while a step runs (WAL lets it read), so it does not take the lock.
+    with Project.open(Path(root), lock=False) as project:
+        store = project.store
+        tags = {t.name: t for t in store.tags()}
+        rows = []
+        for it in store.iterations():
+            tag = tags.get(tag_name(it.n))
+            rows.append({
+                "n": it.n, "status": it.status, "started_at": it.started_at, "finished_at": it.finished_at,
+                "n_labeled": it.n_labeled, "n_train": it.n_train, "n_val": it.n_val,
+                "map50": it.map50, "map": it.map, "method": it.method, "score_spec": it.score_spec,
+                "selected": tag.size if tag else 0, "tag": tag.name if tag else "–",
+                "export_dir": tag.export_dir if tag else None, "checkpoint": it.checkpoint,
+                "timings": dict(it.timings), "stages_done": sorted(store.stages(it.n)),
+                "per_class_ap50": dict(it.metrics.get("per_class_ap50", {})),
+            })
+        return {
+            "project": str(project.root),
+            "image_root": str(project.image_root),
+            "counts": store.counts(),
+            "classes": store.classes(),
+            "tags": [{"name": t.name, "size": t.size, "method": t.method, "iteration": t.iteration,
+                      "export_dir": t.export_dir} for t in tags.values()],
+            "iterations": rows,
+            "bad_images": store.bad_images(),
+        }
+
+
+def trainer_catalog() -> dict[str, dict[str, Any]]:
+    """Installed trainers with their entry point and config defaults."""
+    out = {}
+    for name, entry in sorted(available_trainers().items()):
+        cls = load_trainer(name)
+        options = {}
+        for f in fields(cls.Config):
+            default = f.default if f.default is not f.default_factory else None  # type: ignore[comparison-overlap]
+            options[f.name] = None if repr(default) == "<dataclasses._MISSING_TYPE object>" else default
+        out[name] = {"entry_point": entry, "options": options}
+    return out
