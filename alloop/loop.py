@@ -289,8 +289,6 @@ def step(
         parse_score_spec(score)
         if existing is None:
             _backup(project, it)
-            store.start_iteration(it, method=method, score_spec=score, config={"n": n, "method": method,
-                                                                                "score": score, "labels": str(labels)})
         stages = _Stages(store, it)
         classes_before = store.classes()
         warnings: list[str] = []
@@ -302,7 +300,14 @@ def step(
             label_path = labels
             if label_path is None and annotator is not None:
                 label_path = annotator(project, _rows_by_id(store, store.queued_ids()))
-            _import_labels(project, it, label_path, label_format, import_options, warnings, finish)
+
+            def begin_and_finish(info: Mapping[str, Any]) -> None:
+                # Called inside the import transaction: a refused label file leaves no trace.
+                store.start_iteration(it, method=method, score_spec=score,
+                                      config={"n": n, "method": method, "score": score, "labels": str(label_path)})
+                finish(info)
+
+            _import_labels(project, it, label_path, label_format, import_options, warnings, begin_and_finish)
 
         imported = stages.run("import", import_stage)
         classes = store.classes()
@@ -475,7 +480,8 @@ def _import_labels(
                 f"{len(queued)} images of the last batch are waiting for labels; "
                 "pass --labels FILE exported from your labeling tool"
             )
-        finish({"new": 0, "corrected": 0, "unchanged": 0, "queued_left": 0, "source": None})
+        with store.transaction():
+            finish({"new": 0, "corrected": 0, "unchanged": 0, "queued_left": 0, "source": None})
         return
     labels = Path(labels)
     if not labels.exists():

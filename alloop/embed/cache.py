@@ -88,3 +88,11 @@ def _gather(directory: Path, index: dict[str, tuple[str, int]], shas: Sequence[s
 def _next_shard(directory: Path) -> int:
     existing = sorted(directory.glob("shard-*.npy")) if directory.exists() else []
     return int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
+
+
+def load_cached_embeddings(store: Store, directory: Path, key: str, shas: Sequence[str]) -> np.ndarray | None:
+    """Cached embeddings of ``shas`` under embedder ``key`` (rows in the same order), or None if any is missing."""
+    index = store.embedding_rows(key)
+    if not shas or any(s not in index for s in shas):
+        return None
+    return _gather(directory, index, shas)

@@ -1,0 +1,170 @@
+"""The loop end to end on a tiny orchard, and every bad input of issue 2 leaving the store unchanged."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from alloop import loop
+from alloop.errors import ImageError, LabelError, ProjectError
+from alloop.project import Project
+
+
+def _dump(project_dir) -> list[str]:
+    """Every row of the store, for 'unchanged' checks."""
+    con = sqlite3.connect(project_dir / "alloop.db")
+    try:
+        return list(con.iterdump())
+    finally:
+        con.close()
+
+
+def _queued(project_dir) -> list[str]:
+    with Project.open(project_dir, lock=False) as p:
+        return sorted(r.path for r in p.store.images() if r.id in p.store.queued_ids())
+
+
+def _init(tmp_path, orchard, cfg, n=6):
+    return loop.init(tmp_path / "proj", orchard / "images", n=n, config=cfg, progress=False)
+
+
+@pytest.mark.slow
+def test_init_then_two_steps(tmp_path, orchard, tiny_config, make_labels):
+    res = _init(tmp_path, orchard, tiny_config)
+    proj = tmp_path / "proj"
+    assert res.n_images == 24 and res.n_selected == 6 and res.tag == "initial-selection"
+    assert (res.export_dir / "coco").is_dir() and (res.export_dir / "labelstudio").is_dir()
+    first = _queued(proj)
+    assert len(first) == 6
+
+    # Round 1: label all but one image of the batch; the missing one stays queued.
+    labels = make_labels(orchard / "annotations.json", first[:-1], tmp_path / "round1.json")
+    r1 = loop.step(proj, labels=labels, n=5, progress=False)
+    assert r1.iteration == 1 and r1.imported["new"] == 5
+    assert r1.n_train + r1.n_val == 5 and r1.n_val >= 1
+    assert r1.map50 is not None and 0.0 <= r1.map50 <= 1.0
+    assert r1.tag == "iteration-1" and r1.n_selected == 5
+    assert any("stay queued" in w for w in r1.warnings)
+    assert first[-1] in _queued(proj)
+
+    # Round 2: label everything queued (the straggler and the new batch).
+    labels = make_labels(orchard / "annotations.json", _queued(proj), tmp_path / "round2.json")
+    r2 = loop.step(proj, labels=labels, n=4, progress=False)
+    assert r2.iteration == 2 and r2.imported["new"] == 6
+
+    with Project.open(proj, lock=False) as p:
+        s = p.store
+        assert [t.name for t in s.tags()] == ["initial-selection", "iteration-1", "iteration-2"]
+        assert len(s.labeled_ids()) == 11
+        picked = [m.image_id for t in s.tags() for m in s.tag_members(t.name)]
+        assert len(picked) == len(set(picked)), "an image was selected twice"
+        assert not (set(m.image_id for m in s.tag_members("iteration-2")) & s.labeled_ids())
+        it2 = s.iteration(2)
+        assert it2.status == "done" and it2.checkpoint and (proj / it2.checkpoint).exists()
+        assert set(s.stages(2)) == set(loop.STEP_STAGES)
+        assert "entropy:max" in s.score_names(2) and "least_confidence:max" in s.score_names(2)
+        gt = json.loads((orchard / "annotations.json").read_text())
+        n_gt = {img["file_name"]: 0 for img in gt["images"]}
+        by_id = {img["id"]: img["file_name"] for img in gt["images"]}
+        for a in gt["annotations"]:
+            n_gt[by_id[a["image_id"]]] += 1
+        for row, ann, _ in s.annotations():
+            assert len(ann.boxes) == n_gt[row.path], f"labels of {row.path} changed in the store"
+
+
+def test_init_missing_folder_creates_nothing(tmp_path, tiny_config):
+    with pytest.raises(ImageError, match="not found.*--images"):
+        loop.init(tmp_path / "proj", tmp_path / "nope", n=3, config=tiny_config, progress=False)
+    assert not (tmp_path / "proj").exists()
+
+
+def test_init_empty_folder(tmp_path, tiny_config):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImageError, match="no images found"):
+        loop.init(tmp_path / "proj", tmp_path / "empty", n=3, config=tiny_config, progress=False)
+    assert not (tmp_path / "proj").exists()
+
+
+def test_corrupt_images_are_skipped_and_listed(tmp_path, orchard, tiny_config):
+    (orchard / "images" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 garbage")
+    res = _init(tmp_path, orchard, tiny_config)
+    assert res.n_images == 24
+    assert [p for p, _ in res.bad_images] == ["broken.jpg"]
+    assert "broken.jpg" not in _queued(tmp_path / "proj")
+
+
+def test_init_twice_says_use_step(tmp_path, orchard, tiny_config):
+    _init(tmp_path, orchard, tiny_config)
+    with pytest.raises(ProjectError, match="already initialised.*alloop step"):
+        _init(tmp_path, orchard, tiny_config)
+
+
+def test_step_before_init(tmp_path):
+    with pytest.raises(ProjectError, match="no such project directory.*alloop init"):
+        loop.step(tmp_path / "proj", labels=None, n=3, progress=False)
+
+
+def test_step_on_a_folder_that_is_not_a_project(tmp_path):
+    (tmp_path / "something").mkdir()
+    with pytest.raises(ProjectError, match="not an alloop project"):
+        loop.step(tmp_path / "something", labels=None, n=3, progress=False)
+
+
+def test_labels_for_an_image_not_in_the_batch(tmp_path, orchard, tiny_config, make_labels):
+    _init(tmp_path, orchard, tiny_config)
+    proj = tmp_path / "proj"
+    queued = _queued(proj)
+    gt = json.loads((orchard / "annotations.json").read_text())
+    outsider = next(img["file_name"] for img in gt["images"] if img["file_name"] not in queued)
+    labels = make_labels(orchard / "annotations.json", [*queued, outsider], tmp_path / "l.json")
+    before = _dump(proj)
+    with pytest.raises(LabelError, match=rf"{outsider}.*not in any exported batch"):
+        loop.step(proj, labels=labels, n=3, progress=False)
+    assert _dump(proj) == before
+
+
+def test_labels_for_an_image_that_does_not_exist(tmp_path, orchard, tiny_config, make_labels):
+    _init(tmp_path, orchard, tiny_config)
+    proj = tmp_path / "proj"
+    labels = make_labels(orchard / "annotations.json", _queued(proj), tmp_path / "l.json")
+    doc = json.loads(labels.read_text())
+    doc["images"].append({"id": 9999, "file_name": "ghost.jpg", "width": 128, "height": 96})
+    labels.write_text(json.dumps(doc))
+    before = _dump(proj)
+    with pytest.raises(LabelError, match="ghost.jpg"):
+        loop.step(proj, labels=labels, n=3, progress=False)
+    assert _dump(proj) == before
+
+
+def test_missing_label_file_and_no_labels(tmp_path, orchard, tiny_config):
+    _init(tmp_path, orchard, tiny_config)
+    proj = tmp_path / "proj"
+    before = _dump(proj)
+    with pytest.raises(LabelError, match="label file not found"):
+        loop.step(proj, labels=tmp_path / "nope.json", n=3, progress=False)
+    with pytest.raises(LabelError, match="waiting for labels.*--labels"):
+        loop.step(proj, labels=None, n=3, progress=False)
+    assert _dump(proj) == before
+
+
+def test_malformed_label_file_leaves_store_unchanged(tmp_path, orchard, tiny_config):
+    _init(tmp_path, orchard, tiny_config)
+    proj = tmp_path / "proj"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"images": [ {"id": 1, ')
+    before = _dump(proj)
+    with pytest.raises(LabelError, match="bad.json"):
+        loop.step(proj, labels=bad, label_format="coco", n=3, progress=False)
+    assert _dump(proj) == before
+
+
+def test_labels_for_none_of_the_batch(tmp_path, orchard, tiny_config, make_labels):
+    _init(tmp_path, orchard, tiny_config)
+    proj = tmp_path / "proj"
+    labels = make_labels(orchard / "annotations.json", [], tmp_path / "l.json")
+    before = _dump(proj)
+    with pytest.raises(LabelError, match="none of the 6 images"):
+        loop.step(proj, labels=labels, n=3, progress=False)
+    assert _dump(proj) == before
