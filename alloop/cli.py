@@ -280,6 +280,135 @@ def demo(
     status(directory / "project", as_json=False)
 
 
+@app.command()
+def add(
+    project: ProjectArg,
+    images: Annotated[Optional[Path], typer.Option("--images", "-i", help="Folder inside the image root to scan (default: the whole root).")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Register images added to the image root since init (they are embedded and considered at the next step)."""
+    from alloop.project import Project
+    from alloop.pool import register
+    from alloop.loop import _track
+
+    _setup_logging(quiet)
+
+    def go() -> Any:
+        with Project.open(project) as p:
+            return register(p, root=images, progress=not quiet, track=_track)
+
+    r = _run(go)
+    console.print(f"[green]✓[/] {r.added} new images registered ({r.known} already known)")
+    for path, reason in r.bad:
+        err_console.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
+
+
+@app.command()
+def doctor(
+    project: ProjectArg,
+    repair: Annotated[bool, typer.Option(help="Apply the safe fixes: set aside missing images, re-hash changed unlabeled ones. Labels are never touched.")] = False,
+) -> None:
+    """Check the store against the files: missing or changed images, a moved image root, store integrity, orphaned artifacts."""
+    from alloop.project import Project
+    from alloop.pool import check
+
+    def go() -> Any:
+        with Project.open(project) as p:
+            return check(p, repair=repair)
+
+    r = _run(go)
+    for f in r.findings:
+        console.print(f"[yellow]{f.kind}[/] {f.subject}: {f.detail} → {f.fix}", highlight=False)
+    for line in r.repaired:
+        console.print(f"[green]repaired[/] {line}", highlight=False)
+    if r.ok:
+        console.print(f"[green]✓[/] {r.checked_images} images checked, store and files agree")
+    else:
+        raise typer.Exit(1 if not repair else 0)
+
+
+@app.command()
+def backup(
+    project: ProjectArg,
+    out: Annotated[Optional[Path], typer.Option(help="Backup file (default: artifacts/backups/alloop-<time>.db).")] = None,
+) -> None:
+    """Write a consistent copy of the store (safe while a step runs)."""
+    from alloop.project import Project
+    from alloop.store import now
+
+    def go() -> Path:
+        with Project.open(project, lock=False) as p:
+            target = out or p.backups_dir() / f"alloop-{now().replace(':', '')}.db"
+            p.store.backup_to(target)
+            return target
+
+    console.print(f"[green]✓[/] store copied to {_run(go)}")
+
+
+@app.command()
+def export(
+    project: ProjectArg,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Batch: coco, labelstudio, cvat, filelist. With --training-set: coco, kitti, yolo.")] = "coco",
+    tag: Annotated[Optional[str], typer.Option(help="Which batch (default: the latest), e.g. iteration-2.")] = None,
+    training_set: Annotated[bool, typer.Option("--training-set", help="Export every labeled image with its boxes (for training elsewhere, e.g. TAO/KITTI or YOLO).")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: artifacts/exports/<tag>/<format>).")] = None,
+) -> None:
+    """Export a batch for labeling, or the labeled set for training, in another tool's format."""
+    from alloop import loop
+
+    def go() -> Path:
+        if training_set:
+            if out is None:
+                raise ConfigError("--training-set needs --out FOLDER")
+            return loop.export_training(project, fmt=fmt, out=out)
+        return loop.export(project, tag=tag, fmt=fmt, out=out)
+
+    console.print(f"[green]✓[/] written {_run(go)}")
+
+
+@app.command()
+def embed(
+    project: ProjectArg,
+    embedder: Annotated[Optional[str], typer.Option(help="Switch the project's embedder: ssl, backbone, detector.")] = None,
+    embedder_option: Annotated[Optional[list[str]], typer.Option("--embedder-option", "-E", help="Embedder setting KEY=VALUE (repeatable); replaces the stored options.")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Compute the pool's embeddings now (only images not cached under this embedder config)."""
+    from alloop import loop
+
+    _setup_logging(quiet)
+    opts = _parse_options(embedder_option, "--embedder-option") if embedder_option else None
+    key, computed = _run(lambda: loop.reembed(project, embedder=embedder, options=opts, progress=not quiet))
+    console.print(f"[green]✓[/] embeddings {key}: {computed} computed, the rest from cache")
+
+
+@app.command("select")
+def select_cmd(
+    project: ProjectArg,
+    n: Annotated[Optional[int], typer.Option("--n", "-n", min=1, help="Batch size (default: the current batch's size).")] = None,
+    method: Annotated[Optional[str], typer.Option(help="coral, coreset or random.")] = None,
+    score: Annotated[Optional[str], typer.Option(help="Score NAME:AGG for coral (any score stored this iteration).")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Selection option KEY=VALUE, e.g. -o alpha=0.3, -o score_threshold=0.2, -o balance=true.")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Redo the current batch's selection from stored embeddings and scores, without training; re-export it."""
+    from alloop import loop
+
+    _setup_logging(quiet)
+    sel = _run(lambda: loop.reselect(project, n=n, method=method, score=score,
+                                     options=_parse_options(option, "--option"), progress=not quiet))
+    console.print(f"[green]✓[/] {len(sel.indices)} images re-selected with {sel.method} {dict(sel.options)}")
+
+
+@app.command()
+def scores() -> None:
+    """List the uncertainty scores (NAME:AGG) that --score accepts."""
+    from alloop.score import DEFAULT_SCORE, available_scores
+
+    for spec in available_scores():
+        console.print(spec + ("   (default)" if spec == DEFAULT_SCORE else ""), highlight=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

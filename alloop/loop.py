@@ -50,6 +50,8 @@ INIT_STAGES = ("register", "embed", "select", "export")
 # `alloop select --score` can compare them without re-running inference.
 REPORT_SCORES = ("least_confidence:max", "entropy:max", "margin:max", "entropy:mean", "objectness_least_confidence:mean")
 BACKUPS_KEPT = 5
+# Pre-annotations below this score would cost annotators more clicks to delete than they save.
+PREANNOTATION_THRESHOLD = 0.3
 
 
 def tag_name(iteration: int) -> str:
@@ -612,9 +614,19 @@ def _write_selection(
 def _export_batch(
     project: Project, iteration: int, *, predictions: Path | None, model_version: str | None = None
 ) -> list[Path]:
-    store = project.store
     tag = tag_name(iteration)
-    members = store.tag_members(tag)
+    members = project.store.tag_members(tag)
+    out = project.export_dir(tag)
+    return [
+        _export_items(project, members, out / fmt, fmt, predictions=predictions, model_version=model_version)
+        for fmt in project.config.export_formats
+    ]
+
+
+def _export_items(project: Project, members: Sequence[Any], out: Path, fmt: str, *,
+                  predictions: Path | None, model_version: str | None) -> Path:
+    """Write one batch in one format, with the model's boxes as pre-annotations when there are any."""
+    store = project.store
     rows = {r.id: r for r in store.images()}
     dets: dict[int, Detections] = {}
     if predictions is not None and predictions.exists():
@@ -631,18 +643,13 @@ def _export_batch(
                 path=project.image_root / r.path,
                 width=r.width,
                 height=r.height,
-                predictions=detections_to_boxes(pred.above(0.3), classes) if pred is not None and classes else (),
+                predictions=detections_to_boxes(pred.above(PREANNOTATION_THRESHOLD), classes)
+                if pred is not None and classes else (),
                 score=m.score,
             )
         )
-    out = project.export_dir(tag)
-    files = []
-    for fmt in project.config.export_formats:
-        files.append(
-            formats.export_batch(fmt, items, out / fmt, classes=classes, model_version=model_version,
-                                 image_url_prefix=project.config.image_url_prefix)
-        )
-    return files
+    return formats.export_batch(fmt, items, out, classes=classes, model_version=model_version,
+                                image_url_prefix=project.config.image_url_prefix)
 
 
 def _build_trainer(project: Project, classes: Sequence[str], device: str) -> Any:
@@ -724,3 +731,121 @@ def _nan_none(x: float | None) -> float | None:
 
 
 __all__ = ["INIT_TAG", "InitResult", "StepResult", "init", "step", "tag_name"]
+
+
+# --------------------------------------------------------------------------------------------
+# commands between rounds: re-select, re-embed, export
+
+
+def reselect(
+    project_dir: Path,
+    *,
+    n: int | None = None,
+    method: str | None = None,
+    score: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> Selection:
+    """Redo the latest batch's selection from stored embeddings and scores (no training), and re-export it.
+
+    Refused once any image of that batch is labeled: labels must stay tied to what was asked for.
+    """
+    with Project.open(Path(project_dir)) as project:
+        store = project.store
+        cfg = project.config
+        done = [it for it in store.iterations() if it.status == "done"]
+        if not done:
+            raise ProjectError(f"{project_dir}: no finished iteration to re-select; run `alloop init` first")
+        it = done[-1].n
+        tag = tag_name(it)
+        old = store.tag_members(tag)
+        if any(m.image_id in store.labeled_ids() for m in old):
+            raise ProjectError(
+                f"{project_dir}: batch {tag} is already (partly) labeled; import its labels with `alloop step` instead"
+            )
+        n = n or len(old)
+        method = method or (done[-1].method if it > 0 else cfg.init_method)
+        _check_methods(method)
+        score = score or done[-1].score_spec or cfg.score
+        rows = [r for r in store.images() if r.state == "ok"]
+        old_ids = {m.image_id for m in old}
+        blocked = store.labeled_ids() | (store.queued_ids() - old_ids)
+        needs = available_methods()[method]
+        emb = _embeddings(project, rows, progress=progress)[0] if "embeddings" in needs else None
+        scores = None
+        if "scores" in needs:
+            if it == 0:
+                raise ProjectError(f"{project_dir}: {method} needs uncertainty scores; they exist after the first step")
+            parse_score_spec(score)
+            by_id = store.scores(it, score)
+            if not by_id:
+                raise ProjectError(
+                    f"{project_dir}: score {score} was not computed in iteration {it}; "
+                    f"stored: {', '.join(store.score_names(it)) or 'none'}"
+                )
+            scores = np.array([by_id.get(r.id, 0.0) for r in rows], np.float32)
+        labeled = np.array([r.id in blocked for r in rows], bool)
+        predicted = _predicted_class_counts(project, it, rows, len(store.classes())) if it > 0 else None
+        opts = {**_method_options(cfg, method), **dict(options or {})}
+        selection = select(method, n, SelectionInputs(emb, labeled, scores, predicted), seed=cfg.seed + it,
+                           device=resolve_device(cfg.device), **opts)
+        with store.transaction():
+            _write_selection(store, it, method, rows, selection, score_spec=score if "scores" in needs else None)
+            store.update_iteration(it, method=method, score_spec=score if it > 0 else None)
+        _export_batch(project, it, predictions=project.predictions_file(it) if it > 0 else None,
+                      model_version=f"iteration-{it}" if it > 0 else None)
+        store.set_tag_export_dir(tag, project.relpath(project.export_dir(tag)))
+        if it > 0:
+            _write_report(project, it)
+        return selection
+
+
+def reembed(project_dir: Path, *, embedder: str | None = None, options: Mapping[str, Any] | None = None,
+            progress: bool = True) -> tuple[str, int]:
+    """Compute (cached) embeddings of the pool, optionally switching the project's embedder. Returns (key, computed)."""
+    with Project.open(Path(project_dir)) as project:
+        if embedder or options:
+            project.save_config(project.config.with_changes(
+                embedder=embedder, embedder_options=dict(options) if options is not None else None))
+        rows = [r for r in project.store.images() if r.state == "ok"]
+        checkpoint = None
+        if project.config.embedder == "detector":
+            with_ckpt = [it for it in project.store.iterations() if it.checkpoint]
+            if not with_ckpt:
+                raise ProjectError(f"{project_dir}: the detector embedder needs a trained model; run `alloop step` first")
+            checkpoint = project.root / with_ckpt[-1].checkpoint
+        _, key, misses = _embeddings(project, rows, progress=progress, checkpoint=checkpoint)
+        return key, misses
+
+
+def export(project_dir: Path, *, tag: str | None, fmt: str, out: Path | None = None) -> Path:
+    """Export a tag's batch (default: the latest) for labeling in ``fmt``; returns the main file."""
+    with Project.open(Path(project_dir), lock=False) as project:
+        store = project.store
+        tags = store.tags()
+        if not tags:
+            raise ProjectError(f"{project_dir}: no batch selected yet; run `alloop init`")
+        chosen = store.tag(tag) if tag else tags[-1]
+        if chosen is None:
+            raise ConfigError(f"--tag {tag}: no such tag; known tags: {', '.join(t.name for t in tags)}")
+        if fmt not in formats.export_formats():
+            raise ConfigError(f"--format {fmt}: unknown; batch formats are {', '.join(formats.export_formats())}")
+        it = chosen.iteration
+        pred = project.predictions_file(it) if it > 0 else None
+        target = out or project.export_dir(chosen.name)
+        members = store.tag_members(chosen.name)
+        return _export_items(project, members, target / fmt if out is None else target, fmt,
+                             predictions=pred, model_version=f"iteration-{it}" if it > 0 else None)
+
+
+def export_training(project_dir: Path, *, fmt: str, out: Path) -> Path:
+    """Export every labeled image (train and held-out) for training elsewhere: coco, kitti (TAO) or yolo."""
+    with Project.open(Path(project_dir), lock=False) as project:
+        if fmt not in formats.train_export_formats():
+            raise ConfigError(f"--format {fmt}: unknown; training-set formats are {', '.join(formats.train_export_formats())}")
+        train = [a for _, a, _ in project.store.annotations("train")]
+        val = [a for _, a, _ in project.store.annotations("val")]
+        if not train and not val:
+            raise ProjectError(f"{project_dir}: nothing is labeled yet; import labels with `alloop step --labels`")
+        return formats.export_training_set(fmt, train, Path(out), image_root=project.image_root,
+                                           classes=project.store.classes(), val=val)

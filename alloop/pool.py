@@ -1,0 +1,159 @@
+"""The image pool over time: register new images, and check the store against the files on disk.
+
+Images are identified by content hash. A file that disappears or changes is detected and
+reported — its labels are never dropped silently: a missing image is set aside (state
+``missing``) until it comes back, a changed labeled image is flagged for re-labeling.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alloop import images as imagelib
+from alloop.project import Project
+
+log = logging.getLogger("alloop")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a scan of the image root found."""
+
+    added: int
+    known: int
+    bad: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem `alloop doctor` found, with how to fix it."""
+
+    kind: str
+    subject: str
+    detail: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class Checkup:
+    """All findings; ``ok`` when there are none."""
+
+    findings: tuple[Finding, ...] = ()
+    checked_images: int = 0
+    repaired: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+def register(project: Project, *, root: Path | None = None, progress: bool = True,
+             track: Callable[[Any, int, str, bool], Any] | None = None) -> Registration:
+    """Scan ``root`` (default: the image root) and register images not seen before, in one transaction.
+
+    ``root`` must lie inside the project's image root (paths are stored relative to it).
+    """
+    image_root = project.image_root
+    scan = Path(root) if root else image_root
+    imagelib.relative_name(scan, image_root)  # refuses a folder outside the root, with the fix
+    paths = imagelib.discover(scan)
+    known = project.store.image_by_path()
+    new_paths = [p for p in paths if imagelib.relative_name(p, image_root) not in known]
+    items = imagelib.inspect_all(new_paths, image_root)
+    if track is not None:
+        items = track(items, len(new_paths), "reading images", progress)
+    infos, bad = [], []
+    for item in items:
+        (infos if isinstance(item, imagelib.ImageInfo) else bad).append(item)
+    with project.store.transaction():
+        added = project.store.add_images((i.path, i.sha256, i.width, i.height) for i in infos)
+        project.store.record_bad_images((b.path, b.reason) for b in bad)
+    return Registration(added=added, known=len(paths) - len(new_paths), bad=tuple((b.path, b.reason) for b in bad))
+
+
+def check(project: Project, *, repair: bool = False) -> Checkup:
+    """Compare the store with the files: missing/changed images, the image root, the store itself, artifacts.
+
+    ``repair`` applies only safe fixes: mark missing images (restored ones back to ok), take the new
+    hash of changed unlabeled images. Labels are never touched.
+    """
+    store = project.store
+    findings: list[Finding] = []
+    repaired: list[str] = []
+    integrity = store.integrity_check()
+    if integrity != "ok":
+        findings.append(Finding("store", str(store.path), integrity,
+                                f"restore the newest backup from {project.backups_dir()}"))
+    root = project.image_root
+    rows = store.images()
+    if not root.is_dir():
+        findings.append(Finding("image_root", str(root), "the image root does not exist",
+                                f"set image_root in {project.root / 'alloop.toml'} to where the images are now"))
+        return Checkup(tuple(findings), 0, ())
+    labeled = store.labeled_ids()
+    missing_count = 0
+    for r in rows:
+        try:
+            path = imagelib.resolve_in_root(root, r.path)
+        except imagelib.ImageError as exc:
+            findings.append(Finding("escape", r.path, str(exc), "the store was edited by hand; restore a backup"))
+            continue
+        if not path.exists():
+            missing_count += 1
+            findings.append(Finding(
+                "missing", r.path, "labeled image is gone" if r.id in labeled else "image is gone",
+                "put the file back (its labels are kept) or run `alloop doctor --repair` to set it aside",
+            ))
+            if repair and r.state != "missing":
+                store.set_image_state(r.id, "missing")
+                repaired.append(f"set aside missing {r.path}")
+            continue
+        sha = imagelib.sha256_of(path)
+        if sha != r.sha256:
+            if r.id in labeled:
+                findings.append(Finding("changed", r.path, "labeled image's content changed; its boxes may not fit",
+                                        "check and re-label it, then `alloop doctor --repair` accepts the new file"))
+                if repair:
+                    store.set_image_state(r.id, "changed", sha)
+                    repaired.append(f"flagged changed labeled {r.path}")
+            else:
+                findings.append(Finding("changed", r.path, "image content changed",
+                                        "`alloop doctor --repair` re-hashes it (it is re-embedded next step)"))
+                if repair:
+                    store.set_image_state(r.id, "ok", sha)
+                    repaired.append(f"re-hashed {r.path}")
+        elif r.state == "missing" and repair:
+            store.set_image_state(r.id, "ok")
+            repaired.append(f"restored {r.path}")
+    if rows and missing_count == len(rows):
+        findings.insert(0, Finding("image_root", str(root), "no registered image is under the image root",
+                                   f"the folder moved? set image_root in {project.root / 'alloop.toml'}"))
+    findings.extend(_orphans(project))
+    return Checkup(tuple(findings), len(rows), tuple(repaired))
+
+
+def _orphans(project: Project) -> list[Finding]:
+    """Artifacts no iteration refers to (left by an interrupted run); safe to delete."""
+    out = []
+    known = {it.n for it in project.store.iterations()}
+    ckpt_root = project.artifacts / "checkpoints"
+    if ckpt_root.exists():
+        for d in sorted(ckpt_root.iterdir()):
+            n = d.name.removeprefix("iteration-")
+            if n.isdigit() and int(n) not in known:
+                out.append(Finding("orphan", project.relpath(d), "checkpoint of an iteration the store does not know",
+                                   "delete it, or rerun `alloop step` (it will be rebuilt)"))
+    emb_root = project.artifacts / "embeddings"
+    if emb_root.exists():
+        referenced = {(r[0], r[1]) for r in project.store.conn.execute(
+            "SELECT DISTINCT embedder_key, shard FROM embedding_index")}
+        for key_dir in sorted(p for p in emb_root.iterdir() if p.is_dir()):
+            for shard in sorted(key_dir.glob("shard-*.npy")):
+                if (key_dir.name, shard.name) not in referenced:
+                    out.append(Finding("orphan", project.relpath(shard), "embedding shard not in the index",
+                                       "delete it (a crash between writing and indexing left it)"))
+    return out
