@@ -18,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import shutil
+import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -50,6 +52,8 @@ INIT_STAGES = ("register", "embed", "select", "export")
 # `alloop select --score` can compare them without re-running inference.
 REPORT_SCORES = ("least_confidence:max", "entropy:max", "margin:max", "entropy:mean", "objectness_least_confidence:mean")
 BACKUPS_KEPT = 5
+# Test hook: ALLOOP_FAULT_INJECT=kill:<stage> SIGKILLs the process just before <stage> commits.
+FAULT_ENV = "ALLOOP_FAULT_INJECT"
 # Pre-annotations below this score would cost annotators more clicks to delete than they save.
 PREANNOTATION_THRESHOLD = 0.3
 
@@ -122,6 +126,9 @@ class _Stages:
         holder: dict[str, Any] = {}
 
         def finish(info: Mapping[str, Any]) -> None:
+            if os.environ.get(FAULT_ENV) == f"kill:{name}":
+                # Fault injection for the crash tests: die after the stage's work, before its commit.
+                os.kill(os.getpid(), signal.SIGKILL)
             seconds = time.perf_counter() - t0
             self.store.finish_stage(self.iteration, name, seconds=seconds, info=info)
             holder["info"] = dict(info)

@@ -1,0 +1,146 @@
+"""Detection uncertainty: per-box scores, their aggregation to one image score, and image-level scores.
+
+A score spec names what to compute:
+
+- ``NAME:AGG`` for a box score — ``least_confidence``, ``margin``, ``entropy``,
+  ``objectness_least_confidence`` — reduced per image by ``max``, ``mean``, ``sum`` or ``topkN``
+  (mean of the N largest, e.g. ``margin:topk3``); see :mod:`alloop.score.aggregate`.
+- ``NAME`` alone for an image score — ``object_frequency`` (Lightly), ``tta_consistency``
+  (horizontal-flip consistency; the loop must also predict on flipped images, see :func:`needs_flipped`).
+
+Every score is float32 in [0, 1] per image, higher = more worth labeling, stored under its spec per
+iteration so the report and the ``coral`` selector can pick one.
+
+The default, :data:`DEFAULT_SCORE` = ``entropy:max``: entropy uses the whole class distribution
+(background included, so it works for a one-class detector), and ``max`` — Lightly's reduction — ranks
+an image by its most ambiguous box, so a single unsure object is enough to ask for a label, without
+favouring crowded images the way ``sum`` does. For a one-class detector least confidence, margin and
+entropy rank boxes identically, so the choice only matters with several classes, where entropy is the
+one that looks at every class rather than the top one or two.
+
+A new scorer is one function registered with :func:`box_score` or :func:`image_score`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from alloop.boxes import Detections
+from alloop.errors import ConfigError
+
+# Imported for their registrations; order = order in available_scores().
+from alloop.score import boxes as _boxes  # noqa: F401
+from alloop.score import frequency as _frequency  # noqa: F401, I001
+from alloop.score import consistency as _consistency  # noqa: F401, I001
+from alloop.score.aggregate import AGGREGATIONS, EMPTY_IMAGE_SCORE, aggregate, check_aggregation, clean_unit
+from alloop.score.registry import ScoreInputs, box_score, box_scorers, image_score, image_scorers
+
+DEFAULT_SCORE = "entropy:max"
+
+
+def _known() -> str:
+    box = ", ".join(box_scorers())
+    image = ", ".join(image_scorers())
+    return (
+        f"box scores {box} take an aggregation {', '.join(AGGREGATIONS)} (e.g. {DEFAULT_SCORE}); "
+        f"image scores {image} take none"
+    )
+
+
+def parse_score_spec(spec: str) -> tuple[str, str]:
+    """``"entropy:max"`` → ("entropy", "max"); an image score ``"object_frequency"`` → (that name, "")."""
+    name, sep, how = spec.partition(":")
+    if name in box_scorers():
+        if not sep:
+            raise ConfigError(f"score {spec!r} needs an aggregation, e.g. {name}:max; {_known()}")
+        try:
+            check_aggregation(how)
+        except ConfigError as exc:
+            raise ConfigError(f"score {spec!r}: {exc}") from None
+        return name, how
+    if name in image_scorers():
+        if sep:
+            raise ConfigError(
+                f"score {spec!r}: {name} is an image score and takes no aggregation; use {name!r}"
+            )
+        return name, ""
+    raise ConfigError(f"unknown score {spec!r}; {_known()}")
+
+
+def available_scores() -> list[str]:
+    """Every spec family: NAME:max, NAME:mean, NAME:sum, NAME:topkN per box score, then each image score."""
+    return [f"{name}:{how}" for name in box_scorers() for how in AGGREGATIONS] + list(image_scorers())
+
+
+def needs_flipped(specs: Sequence[str]) -> bool:
+    """True when a spec needs predictions on horizontally flipped images (run hflip inference only then)."""
+    names = {parse_score_spec(spec)[0] for spec in specs}
+    return any(image_scorers()[n].needs_flipped for n in names if n in image_scorers())
+
+
+def score_images(
+    detections: Sequence[Detections],
+    specs: Sequence[str],
+    *,
+    flipped: Sequence[Detections] | None = None,
+    confidence_threshold: float = 0.5,
+) -> dict[str, np.ndarray]:
+    """spec → (n_images,) float32 in [0, 1], higher = more worth labeling; no boxes → 0 for box scores.
+
+    ``flipped``: per image, predictions on the mirrored image mapped back to original coordinates
+    (needed by ``tta_consistency``). ``confidence_threshold``: the score from which a box counts as an
+    object (``object_frequency``). Every spec is checked before anything is computed.
+    """
+    parsed = {spec: parse_score_spec(spec) for spec in specs}
+    if not (math.isfinite(confidence_threshold) and 0.0 <= confidence_threshold <= 1.0):
+        raise ConfigError(f"confidence threshold must be between 0 and 1, got {confidence_threshold}")
+    for spec, (name, _) in parsed.items():
+        entry = image_scorers().get(name)
+        if entry is not None and entry.needs_flipped and flipped is None:
+            raise ConfigError(
+                f"score {spec!r} needs predictions on horizontally flipped images and none were given; "
+                "predict with the trainer's hflip=True (the loop does so when needs_flipped() is true)"
+            )
+    if flipped is not None and len(flipped) != len(detections):
+        raise ValueError(f"{len(detections)} images but {len(flipped)} flipped predictions")
+
+    n = len(detections)
+    per_box: dict[str, list[np.ndarray]] = {}  # each box scorer runs once, whatever the aggregations
+    inputs = ScoreInputs(detections, flipped, confidence_threshold)
+    out: dict[str, np.ndarray] = {}
+    for spec, (name, how) in parsed.items():
+        if name in box_scorers():
+            if name not in per_box:
+                per_box[name] = [_box_values(name, det) for det in detections]
+            out[spec] = aggregate(per_box[name], how)
+        else:
+            values = np.asarray(image_scorers()[name].fn(inputs))
+            if values.shape != (n,):
+                raise ValueError(f"image score {name!r} returned shape {values.shape}, expected ({n},)")
+            out[spec] = clean_unit(values, what=f"score {name}")
+    return out
+
+
+def _box_values(name: str, det: Detections) -> np.ndarray:
+    values = np.asarray(box_scorers()[name](det))
+    if values.shape != (len(det),):
+        raise ValueError(
+            f"box score {name!r} returned shape {values.shape} for {len(det)} boxes, expected ({len(det)},)"
+        )
+    return values
+
+
+__all__ = [
+    "DEFAULT_SCORE",
+    "EMPTY_IMAGE_SCORE",
+    "ScoreInputs",
+    "available_scores",
+    "box_score",
+    "image_score",
+    "needs_flipped",
+    "parse_score_spec",
+    "score_images",
+]

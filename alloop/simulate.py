@@ -1,0 +1,306 @@
+"""`alloop simulate`: prove the selection on data with known labels.
+
+The ground truth plays the annotator. A fixed test split is held out of the pool (so every
+method is measured on the same images, which no method could select); for each seed one
+initial batch is drawn and copied to every method, so all methods start from the same state;
+then each method runs ``rounds`` steps of ``budget_per_round`` labels. After every step the
+freshly trained detector is evaluated on the test split. Output: a learning-curve table
+(CSV), a plot (mean ± std over seeds), the area under each curve and the labels each method
+needs to reach random sampling's final mAP.
+
+Interrupting a simulation loses nothing: rerunning it continues every run where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alloop import atomic, loop
+from alloop.boxes import Box, ImageAnnotation
+from alloop.device import resolve_device
+from alloop.errors import ConfigError, LabelError
+from alloop.evaluate import evaluate
+from alloop.oracle import GroundTruthOracle
+from alloop.project import Project, ProjectConfig
+from alloop.trainers import config_from_mapping, load_trainer
+
+log = logging.getLogger("alloop")
+
+CURVE_COLUMNS = ["method", "seed", "round", "n_labeled", "map50", "map"]
+
+
+@dataclass(frozen=True)
+class SimulationPlan:
+    """What to simulate. ``config`` supplies embedder/trainer/device settings for every run."""
+
+    images: Path
+    ground_truth: Path
+    out: Path
+    budget_per_round: int = 50
+    rounds: int = 6
+    methods: tuple[str, ...] = ("random", "coreset", "coral")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    initial: int | None = None          # size of the shared first batch (default: budget_per_round)
+    init_method: str = "random"         # the shared first batch is method-neutral by default
+    test_fraction: float = 0.2
+    score: str | None = None
+    config: ProjectConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.budget_per_round <= 0 or self.rounds <= 0:
+            raise ConfigError("--budget-per-round and --rounds must be positive")
+        if not self.methods or not self.seeds:
+            raise ConfigError("--methods and --seeds must not be empty")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"--test-fraction must be in (0, 1), got {self.test_fraction}")
+        if "random" not in self.methods:
+            log.info("no 'random' in --methods: the comparison to random sampling is skipped")
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """Where the results are, and the headline numbers."""
+
+    curves: pd.DataFrame
+    summary: pd.DataFrame
+    curves_csv: Path
+    summary_csv: Path
+    plot: Path | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def simulate(plan: SimulationPlan, *, progress: bool = True, echo: Callable[[str], Any] = log.info) -> SimulationResult:
+    """Run every (seed, method) loop, evaluating on the held-out test split after each step."""
+    out = Path(plan.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pool_dir, test_gt, pool_gt = _prepare_split(plan, out)
+    oracle = GroundTruthOracle(pool_gt)
+    test = _load_test(test_gt, out / "test")
+    curves_csv = out / "curves.csv"
+    rows = pd.read_csv(curves_csv).to_dict("records") if curves_csv.exists() else []
+    done = {(r["method"], int(r["seed"]), int(r["round"])) for r in rows}
+    base_cfg = (plan.config or ProjectConfig(image_root=str(pool_dir))).with_changes(
+        image_root=str(pool_dir.resolve()), val_fraction=0.0, export_formats=("coco",)
+    )
+    initial = plan.initial or plan.budget_per_round
+    for seed in plan.seeds:
+        cfg = base_cfg.with_changes(seed=seed)
+        base = out / "runs" / f"seed-{seed}" / "_init"
+        if not _initialised(base):
+            loop.init(base, pool_dir, n=initial, method=plan.init_method, config=cfg, progress=progress)
+        for method in plan.methods:
+            run = out / "runs" / f"seed-{seed}" / method
+            if not run.exists():
+                shutil.copytree(base, run, ignore=shutil.ignore_patterns(".alloop.lock"))
+            for rnd in range(1, plan.rounds + 1):
+                if (method, seed, rnd) in done:
+                    continue
+                echo(f"seed {seed} · {method} · round {rnd}/{plan.rounds}")
+                result = _step_once(run, oracle, rnd, plan, method, progress)
+                m = _evaluate_on_test(run, result.iteration, test)
+                rows.append({"method": method, "seed": seed, "round": rnd, "n_labeled": m["n_labeled"],
+                             "map50": m["map50"], "map": m["map"]})
+                done.add((method, seed, rnd))
+                atomic.write_text(curves_csv, pd.DataFrame(rows, columns=CURVE_COLUMNS).to_csv(index=False))
+                echo(f"  {method} seed {seed}: {m['n_labeled']} labels → test mAP@0.5 {m['map50']:.3f}")
+    curves = pd.DataFrame(rows, columns=CURVE_COLUMNS).sort_values(["method", "seed", "round"])
+    summary = summarise(curves)
+    summary_csv = out / "summary.csv"
+    atomic.write_text(summary_csv, summary.to_csv(index=False))
+    plot = plot_curves(curves, out / "learning_curve.png")
+    _share_curves(out, curves)
+    return SimulationResult(curves, summary, curves_csv, summary_csv, plot)
+
+
+# -- analysis -------------------------------------------------------------------------------
+
+
+def mean_curves(curves: pd.DataFrame, metric: str = "map50") -> pd.DataFrame:
+    """Per method and labeled count: mean and std of ``metric`` over seeds."""
+    g = curves.groupby(["method", "n_labeled"])[metric]
+    return g.agg(["mean", "std", "count"]).reset_index().fillna({"std": 0.0})
+
+
+def area_under_curve(n: np.ndarray, y: np.ndarray) -> float:
+    """Trapezoidal area under y(n), divided by the n range: the mean mAP over the budget."""
+    if len(n) < 2:
+        return float(y[0]) if len(y) else float("nan")
+    return float(np.trapezoid(y, n) / (n[-1] - n[0]))
+
+
+def labels_to_reach(n: np.ndarray, y: np.ndarray, target: float) -> float:
+    """Smallest labeled count where the (linearly interpolated) curve first reaches ``target``; inf if never."""
+    for i in range(len(n)):
+        if y[i] >= target:
+            if i == 0:
+                return float(n[0])
+            # Interpolate between the last point below and this one.
+            frac = (target - y[i - 1]) / (y[i] - y[i - 1])
+            return float(n[i - 1] + frac * (n[i] - n[i - 1]))
+    return float("inf")
+
+
+def summarise(curves: pd.DataFrame, metric: str = "map50") -> pd.DataFrame:
+    """Per method: final mAP, AUC (mean ± std over seeds), labels needed to reach random's final mAP."""
+    out = []
+    means = mean_curves(curves, metric)
+    random_target = random_n = None
+    if "random" in set(curves["method"]):
+        r = means[means.method == "random"].sort_values("n_labeled")
+        random_target, random_n = float(r["mean"].iloc[-1]), float(r["n_labeled"].iloc[-1])
+    for method, grp in curves.groupby("method"):
+        aucs = [area_under_curve(s.sort_values("n_labeled")["n_labeled"].to_numpy(float),
+                                 s.sort_values("n_labeled")[metric].to_numpy(float))
+                for _, s in grp.groupby("seed")]
+        m = means[means.method == method].sort_values("n_labeled")
+        n, y = m["n_labeled"].to_numpy(float), m["mean"].to_numpy(float)
+        need = labels_to_reach(n, y, random_target) if random_target is not None else float("nan")
+        out.append({
+            "method": method,
+            "seeds": grp["seed"].nunique(),
+            f"final_{metric}": float(y[-1]),
+            f"final_{metric}_std": float(m["std"].iloc[-1]),
+            "auc": float(np.mean(aucs)),
+            "auc_std": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0,
+            "labels_to_reach_random_final": need,
+            "share_of_random_labels": need / random_n if random_n else float("nan"),
+        })
+    return pd.DataFrame(out)
+
+
+def plot_curves(curves: pd.DataFrame, path: Path, metric: str = "map50") -> Path | None:
+    """mAP vs labeled images, mean ± std over seeds, one line per method."""
+    if curves.empty:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for method, m in mean_curves(curves, metric).groupby("method"):
+        m = m.sort_values("n_labeled")
+        ax.plot(m["n_labeled"], m["mean"], marker="o", label=method)
+        ax.fill_between(m["n_labeled"], m["mean"] - m["std"], m["mean"] + m["std"], alpha=0.2)
+    ax.set_xlabel("labeled images")
+    ax.set_ylabel("test mAP@0.5" if metric == "map50" else "test mAP@[.5:.95]")
+    ax.set_title(f"label efficiency ({curves['seed'].nunique()} seeds, mean ± std)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic.write_bytes(path, buf.getvalue())
+    return path
+
+
+# -- plumbing -------------------------------------------------------------------------------
+
+
+def _prepare_split(plan: SimulationPlan, out: Path) -> tuple[Path, Path, Path]:
+    """Split the ground truth into a test set and a pool (hard links, or copies across devices)."""
+    pool_dir, test_dir = out / "pool", out / "test"
+    test_gt, pool_gt = out / "test.json", out / "pool.json"
+    if test_gt.exists() and pool_gt.exists() and pool_dir.is_dir():
+        return pool_dir, test_gt, pool_gt
+    try:
+        gt = json.loads(Path(plan.ground_truth).read_text(encoding="utf-8"))
+        images = gt["images"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise LabelError(f"{plan.ground_truth}: not a readable COCO ground truth ({exc}); pass a COCO JSON with --labels") from exc
+    names = sorted(img["file_name"] for img in images)
+    if len(names) < 4:
+        raise LabelError(f"{plan.ground_truth}: only {len(names)} images; a simulation needs a pool and a test split")
+    rng = random.Random(f"test-split:{plan.seeds[0]}")
+    test_names = set(rng.sample(names, max(1, int(round(plan.test_fraction * len(names))))))
+    src = Path(plan.images)
+    for name in names:
+        source = src / name
+        if not source.exists():
+            raise LabelError(f"{plan.ground_truth}: image {name!r} not found under {src}; check --images")
+        target = (test_dir if name in test_names else pool_dir) / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copy2(source, target)
+    def subset(keep: set[str]) -> dict[str, Any]:
+        imgs = [img for img in images if img["file_name"] in keep]
+        ids = {img["id"] for img in imgs}
+        return {"images": imgs, "annotations": [a for a in gt.get("annotations", []) if a["image_id"] in ids],
+                "categories": gt["categories"]}
+
+    atomic.write_json(test_gt, subset(test_names))
+    atomic.write_json(pool_gt, subset(set(names) - test_names))
+    return pool_dir, test_gt, pool_gt
+
+
+@dataclass(frozen=True)
+class _TestSet:
+    paths: list[Path]
+    annotations: list[ImageAnnotation]
+    classes: list[str]
+
+
+def _load_test(test_gt: Path, test_dir: Path) -> _TestSet:
+    gt = json.loads(test_gt.read_text(encoding="utf-8"))
+    cats = {c["id"]: c["name"] for c in gt["categories"]}
+    boxes: dict[int, list[Box]] = {}
+    for a in gt["annotations"]:
+        x, y, w, h = a["bbox"]
+        boxes.setdefault(a["image_id"], []).append(Box(x, y, x + w, y + h, cats[a["category_id"]]))
+    anns = [ImageAnnotation(img["file_name"], img["width"], img["height"], tuple(boxes.get(img["id"], ())))
+            for img in gt["images"]]
+    return _TestSet([test_dir / a.file_name for a in anns], anns, [cats[k] for k in sorted(cats)])
+
+
+def _initialised(project_dir: Path) -> bool:
+    if not (project_dir / "alloop.toml").exists():
+        return False
+    with Project.open(project_dir, lock=False) as p:
+        first = p.store.iteration(0)
+        return first is not None and first.status == "done"
+
+
+def _step_once(run: Path, oracle: GroundTruthOracle, rnd: int, plan: SimulationPlan, method: str,
+               progress: bool) -> loop.StepResult:
+    def annotate(project: Project, rows: Sequence[Any]) -> Path:
+        return oracle.label([r.path for r in rows], run / "labels" / f"round-{rnd}.json")
+
+    return loop.step(run, labels=None, n=plan.budget_per_round, method=method, score=plan.score,
+                     progress=progress, annotator=annotate)
+
+
+def _evaluate_on_test(run: Path, iteration: int, test: _TestSet) -> dict[str, Any]:
+    with Project.open(run, lock=False) as project:
+        it = project.store.iteration(iteration)
+        classes = project.store.classes()
+        cls = load_trainer(project.config.trainer)
+        trainer = cls(config_from_mapping(cls.Config, project.config.trainer_options, where="alloop.toml"),
+                      classes, resolve_device(project.config.device))
+        preds = trainer.predict(project.root / it.checkpoint, test.paths, progress=False)
+        m = evaluate(test.annotations, preds, classes)
+        return {"n_labeled": len(project.store.labeled_ids()), "map50": m.map50, "map": m.map}
+
+
+def _share_curves(out: Path, curves: pd.DataFrame) -> None:
+    """Give every run project the curves, so its selection report can draw the random baseline."""
+    text = curves.to_csv(index=False)
+    for run in (out / "runs").glob("seed-*/*"):
+        if (run / "alloop.toml").exists():
+            atomic.write_text(run / "artifacts" / "simulation" / "curves.csv", text)
