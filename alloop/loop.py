@@ -506,6 +506,7 @@ def _import_labels(
         images={r.path: (r.width, r.height) for r in by_path.values()},
         classes=known_classes,
         options=opts,
+        image_root=project.image_root,
     )
     warnings.extend(read_warnings)
     labeled = store.labeled_ids()
