@@ -1,0 +1,105 @@
+"""Selection strategies behind one call: ``select(method, k, inputs)`` -> :class:`Selection`.
+
+Each strategy is registered with the inputs it needs and the options it accepts, so the loop checks
+and calls them all the same way. ``k`` is always the number of NEW picks (the batch size).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from alloop.errors import SelectionError
+from alloop.select.base import (
+    MISSING_HINTS,
+    Selection,
+    SelectionInputs,
+    Selector,
+    SelectionWarning,
+    check_inputs,
+    check_k,
+    torch_device,
+)
+from alloop.select.coral import DEFAULT_ALPHA, coral_greedy, run_coral
+from alloop.select.coreset import k_center_greedy, run_coreset
+from alloop.select.random import random_sample, run_random
+
+__all__ = [
+    "Selection",
+    "SelectionInputs",
+    "SelectionWarning",
+    "Selector",
+    "available_methods",
+    "coral_greedy",
+    "k_center_greedy",
+    "random_sample",
+    "register",
+    "select",
+    "selectors",
+]
+
+_REGISTRY: dict[str, Selector] = {}
+
+
+def register(selector: Selector) -> None:
+    """Add a strategy to the registry (built-ins below; a plugin may add more)."""
+    unknown = [n for n in selector.needs if n not in MISSING_HINTS]
+    if unknown:
+        raise SelectionError(f"selector {selector.name!r} needs unknown inputs {unknown}; known: {sorted(MISSING_HINTS)}")
+    _REGISTRY[selector.name] = selector
+
+
+register(Selector("random", (), MappingProxyType({}), run_random, "uniform over the unlabeled pool, seeded"))
+register(
+    Selector(
+        "coreset",
+        ("embeddings",),
+        MappingProxyType({"hot_size": None}),
+        run_coreset,
+        "greedy k-center on embeddings (Sener & Savarese 2018), exact",
+    )
+)
+register(
+    Selector(
+        "coral",
+        ("embeddings", "scores"),
+        MappingProxyType({"alpha": DEFAULT_ALPHA, "min_score": None, "balance": 0.0, "hot_size": None}),
+        run_coral,
+        "greedy alpha * normalised distance + (1 - alpha) * normalised uncertainty",
+    )
+)
+
+
+def available_methods() -> dict[str, tuple[str, ...]]:
+    """Method name -> the SelectionInputs fields it needs."""
+    return {name: s.needs for name, s in sorted(_REGISTRY.items())}
+
+
+def selectors() -> Mapping[str, Selector]:
+    """The registered strategies (read-only), e.g. for ``--help`` texts and option defaults."""
+    return MappingProxyType(_REGISTRY)
+
+
+def select(
+    method: str, k: int, inputs: SelectionInputs, *, seed: int = 0, device: str = "cpu", **options: Any
+) -> Selection:
+    """Run strategy ``method`` for ``k`` new picks; checks inputs, options and k first (SelectionError).
+
+    k above the unlabeled count warns (:class:`SelectionWarning`) and returns the whole pool.
+    """
+    selector = _REGISTRY.get(method)
+    if selector is None:
+        raise SelectionError(f"unknown selection method {method!r}; known: {', '.join(sorted(_REGISTRY))}")
+    unknown = sorted(set(options) - set(selector.defaults))
+    if unknown:
+        known = ", ".join(sorted(selector.defaults)) or "none"
+        raise SelectionError(f"{method}: unknown option(s) {', '.join(unknown)}; known: {known}")
+    missing = [name for name in selector.needs if getattr(inputs, name) is None]
+    if missing:
+        raise SelectionError(f"{method} needs {MISSING_HINTS[missing[0]]}")
+    torch_device(device)
+    pool = check_inputs(inputs, selector.needs)
+    k = check_k(k, len(pool), method)
+    resolved = {**selector.defaults, **options}
+    return selector.run(k, inputs, pool, seed=seed, device=device, **resolved)

@@ -1,0 +1,176 @@
+"""Selection values and checks shared by every strategy: arrays in, a :class:`Selection` out."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from alloop.errors import SelectionError
+
+# Rows checked for NaN/inf at a time: bounds the temporary bool array to ~8 MB at D = 128.
+_CHECK_ROWS = 65_536
+
+
+class SelectionWarning(UserWarning):
+    """A selection ran but returned less, or other, than asked (k > pool, too few above a threshold)."""
+
+
+@dataclass(frozen=True)
+class SelectionInputs:
+    """Everything a strategy may use, one row per image of the project (N rows)."""
+
+    embeddings: np.ndarray | None  # (N, D) float32, L2-normalised rows (distances: Euclidean)
+    labeled: np.ndarray  # (N,) bool: labeled or queued for labeling -> centers, never picked
+    scores: np.ndarray | None = None  # (N,) uncertainty, higher = more uncertain (any range)
+    predicted_classes: np.ndarray | None = None  # (N, C) counts of confident predicted boxes per class
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The picks in order, with the distance and score that chose each, for the report."""
+
+    indices: np.ndarray  # (k,) int64 row positions into the N inputs, in pick order
+    distances: np.ndarray  # (k,) float32 min distance to labeled+selected at the pick (nan: unused, inf: no center yet)
+    scores: np.ndarray  # (k,) float32 score of the pick (nan when no scores)
+    method: str
+    options: Mapping[str, Any] = field(default_factory=dict)  # resolved options, for the report
+    objective: np.ndarray | None = None  # (k,) float32 the combined value that won each pick (coral)
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A named strategy: what it needs, its options with defaults, and the function that runs it."""
+
+    name: str
+    needs: tuple[str, ...]  # SelectionInputs fields that must not be None
+    defaults: Mapping[str, Any]  # every accepted option with its default
+    run: Callable[..., Selection]  # run(k, inputs, pool, *, seed, device, **options) -> Selection
+    summary: str = ""
+
+
+# What to tell the user when an input a strategy needs is missing.
+MISSING_HINTS: Mapping[str, str] = MappingProxyType(
+    {
+        "embeddings": "embeddings; run `alloop embed` first",
+        "scores": "uncertainty scores; run `alloop step` once with a trained model or choose --method coreset",
+        "predicted_classes": "predicted classes per image; run `alloop step` once with a trained model "
+        "or leave the balance option at 0",
+    }
+)
+
+
+def make_selection(
+    method: str,
+    indices: np.ndarray,
+    distances: np.ndarray | None,
+    scores: np.ndarray | None,
+    options: Mapping[str, Any],
+    objective: np.ndarray | None = None,
+) -> Selection:
+    """Pack picks into a frozen :class:`Selection`; ``scores`` are the pool's N scores (or None)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    k = len(indices)
+    dist = np.full(k, np.nan, np.float32) if distances is None else np.asarray(distances, np.float32)
+    picked = np.full(k, np.nan, np.float32) if scores is None else np.asarray(scores, np.float32)[indices]
+    obj = None if objective is None else np.asarray(objective, np.float32)
+    for a in (indices, dist, picked, obj):
+        if a is not None:
+            a.setflags(write=False)
+    return Selection(indices, dist, picked, method, MappingProxyType(dict(options)), obj)
+
+
+def check_inputs(inputs: SelectionInputs, needs: tuple[str, ...]) -> np.ndarray:
+    """Validate shapes and values; return the pool, the (M,) int64 positions of unlabeled rows."""
+    labeled = np.asarray(inputs.labeled)
+    if labeled.ndim != 1 or labeled.dtype != np.bool_:
+        raise SelectionError(
+            f"labeled must be a 1-D bool array (one flag per image), got dtype {labeled.dtype} shape {labeled.shape}"
+        )
+    n = len(labeled)
+    if inputs.embeddings is not None:
+        emb = inputs.embeddings
+        if emb.ndim != 2 or emb.shape[0] != n or emb.shape[1] == 0:
+            raise SelectionError(f"embeddings must be ({n}, D) to match {n} labeled flags, got {emb.shape}")
+        if not np.issubdtype(emb.dtype, np.floating):
+            raise SelectionError(f"embeddings must be floating point, got dtype {emb.dtype}")
+        if "embeddings" in needs:
+            bad = _first_nonfinite_row(emb)
+            if bad is not None:
+                raise SelectionError(
+                    f"embeddings row {bad} contains NaN or inf; re-run `alloop embed` for that image"
+                )
+    if inputs.scores is not None:
+        scores = np.asarray(inputs.scores)
+        if scores.shape != (n,):
+            raise SelectionError(f"scores must be ({n},) to match {n} labeled flags, got {scores.shape}")
+        if not np.issubdtype(scores.dtype, np.number):
+            raise SelectionError(f"scores must be numeric, got dtype {scores.dtype}")
+    if inputs.predicted_classes is not None:
+        pc = np.asarray(inputs.predicted_classes)
+        if pc.ndim != 2 or pc.shape[0] != n or pc.shape[1] == 0:
+            raise SelectionError(f"predicted_classes must be ({n}, C) counts, got {pc.shape}")
+        if not np.all(np.isfinite(pc)) or np.any(pc < 0):
+            raise SelectionError("predicted_classes must be finite, non-negative box counts per class")
+    for name in needs:
+        if getattr(inputs, name) is None:
+            raise SelectionError(f"missing input: {MISSING_HINTS.get(name, name)}")
+    pool = np.flatnonzero(~labeled).astype(np.int64)
+    if len(pool) == 0:
+        raise SelectionError(
+            f"nothing to select: all {n} images are already labeled or queued; add images to the pool"
+        )
+    if inputs.scores is not None and "scores" in needs:
+        bad = np.flatnonzero(~np.isfinite(np.asarray(inputs.scores, dtype=np.float64)[pool]))
+        if len(bad):
+            raise SelectionError(
+                f"scores of unlabeled image row {pool[bad[0]]} is NaN or inf ({len(bad)} such rows); "
+                "re-run scoring for those images"
+            )
+    return pool
+
+
+def check_k(k: int, pool_size: int, method: str) -> int:
+    """k must be a positive int; more than the pool warns and returns the pool size."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise SelectionError(f"k (the number of new picks) must be an integer, got {k!r}")
+    if k <= 0:
+        raise SelectionError(f"k (the number of new picks) must be at least 1, got {k}")
+    if k > pool_size:
+        warnings.warn(
+            f"{method}: asked for {k} new picks but only {pool_size} unlabeled images remain; "
+            f"returning all {pool_size}",
+            SelectionWarning,
+            stacklevel=3,
+        )
+        return pool_size
+    return int(k)
+
+
+def torch_device(device: str) -> Any:
+    """'cpu' | 'cuda' | 'cuda:N' | 'auto' -> torch.device; CUDA asked for but absent is an error."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
+        raise SelectionError(f"device {device!r} is unknown; use cpu, cuda, cuda:N or auto")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SelectionError(f"device {device!r} asked for but no CUDA device is available; use cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise SelectionError(f"device {device!r}: {exc}") from exc
+
+
+def _first_nonfinite_row(x: np.ndarray) -> int | None:
+    """Row of the first NaN/inf, checked in chunks so the temporary stays small."""
+    for start in range(0, len(x), _CHECK_ROWS):
+        ok = np.isfinite(x[start : start + _CHECK_ROWS]).all(axis=1)
+        if not ok.all():
+            return start + int(np.argmin(ok))
+    return None

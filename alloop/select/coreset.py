@@ -1,0 +1,301 @@
+"""Coreset selection: exact greedy k-center (Sener & Savarese, ICLR 2018) on embeddings.
+
+Each pick is the candidate farthest from its nearest center, argmax_i min_{c in C} ||x_i - x_c||,
+where C starts as the labeled set and grows by every pick.
+
+The engine (:class:`MinDistanceIndex`) stays exact but avoids the plain loop's N x D read per pick.
+Min-distances only shrink as centers are added, so a stale value is an upper bound. The engine keeps
+a small *hot* set (the rows whose min-distance, or priority, is near the top: a compact copy, updated
+at every pick) and leaves the *cold* rest stale, remembering the largest stale value ``tau``. A pick
+from the hot set is provably the global argmax while it beats ``tau``; when it no longer does, the cold
+rows are brought up to date against all the centers they missed in a few large GEMMs (compute-bound
+instead of memory-bound) and the hot set is chosen again. The distance work per (row, center) pair is
+done once either way; what changes is that most of it runs as matrix products.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from alloop.errors import SelectionError
+from alloop.select.base import Selection, SelectionInputs, make_selection, torch_device
+
+# Center rows per GEMM and data rows per GEMM: bounds the (rows x centers) temporary to 16 MB.
+CENTER_CHUNK = 1024
+ROW_CHUNK = 4096
+# Rows per chunk for one-off passes (norms, the mean in float64): an ~8 MB temporary at D = 128.
+MEAN_CHUNK = 8192
+
+
+def default_hot_size(k: int) -> int:
+    """Initial hot-set size: 4k rows (at least 4096); the greedy usually takes ~k picks from the top."""
+    return max(4096, 4 * int(k))
+
+
+@contextlib.contextmanager
+def full_precision() -> Iterator[None]:
+    """Exact float32 matmuls (no TF32 / bf16 shortcuts) while selecting; restores the user's setting."""
+    old = torch.get_float32_matmul_precision()
+    old_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(old)
+        torch.backends.cuda.matmul.allow_tf32 = old_tf32
+
+
+def as_tensor(embeddings: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """(N, D) float32 contiguous on ``device``; no copy for a float32 C-contiguous CPU array."""
+    if isinstance(embeddings, torch.Tensor):
+        x = embeddings.detach()
+    else:
+        arr = np.ascontiguousarray(embeddings, dtype=np.float32)
+        with warnings.catch_warnings():
+            # A read-only array (np.load mmap) is fine: the engine never writes to it.
+            warnings.simplefilter("ignore", UserWarning)
+            x = torch.from_numpy(arr)
+    return x.to(device=device, dtype=torch.float32).contiguous()
+
+
+class MinDistanceIndex:
+    """Squared min-distance of every row to a growing center set: exact on a hot set, lazy elsewhere.
+
+    ``u`` holds each row's squared min-distance over the first ``synced`` centers (an upper bound of
+    the current one); the hot rows' values ``uh`` are always current. Ties go to the lowest row.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        candidates: np.ndarray,
+        centers: np.ndarray,
+        *,
+        hot_size: int,
+        capacity: int,
+    ) -> None:
+        n = x.shape[0]
+        dev = x.device
+        self.x, self.n = x, n
+        self.sq = torch.empty(n, dtype=torch.float32, device=dev)
+        for s in range(0, n, MEAN_CHUNK):
+            xs = x[s : s + MEAN_CHUNK]
+            self.sq[s : s + MEAN_CHUNK] = (xs * xs).sum(1)
+        self.u = torch.full((n,), math.inf, dtype=torch.float32, device=dev)
+        self.cand = torch.as_tensor(np.asarray(candidates, dtype=bool), device=dev).clone()
+        self.cidx = torch.empty(len(centers) + capacity, dtype=torch.int64, device=dev)
+        self.cidx[: len(centers)] = torch.as_tensor(np.asarray(centers, dtype=np.int64), device=dev)
+        self.n_centers = len(centers)
+        self.synced = 0  # centers applied to every row of u
+        self.hot_size = int(hot_size)
+        self.rebuilds = 0
+        self._picks_since_rebuild = 0
+        self.priority: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+        self._invalidate()
+
+    # -- the hot set ---------------------------------------------------------------------------
+    def _invalidate(self) -> None:
+        """Forget the hot set: the next query rebuilds it."""
+        self.hot = torch.empty(0, dtype=torch.int64, device=self.x.device)
+        self.hot_np = np.empty(0, dtype=np.int64)
+        self.all_hot = False
+        self.tau = math.inf  # largest stale value outside the hot set; inf: nothing known
+
+    def sync(self) -> None:
+        """Apply every pending center to every row: u = min(u, ||x - c||^2), chunked GEMMs."""
+        n_c = self.n_centers
+        if self.synced == n_c:
+            return
+        if self.all_hot:  # all rows are hot and already current
+            self.synced = n_c
+            return
+        for a in range(self.synced, n_c, CENTER_CHUNK):
+            c = self.cidx[a : min(a + CENTER_CHUNK, n_c)]
+            xc, sqc = self.x[c].T.contiguous(), self.sq[c].unsqueeze(0)
+            for s in range(0, self.n, ROW_CHUNK):
+                e = min(self.n, s + ROW_CHUNK)
+                # ||x||^2 + ||c||^2 - 2 x.c; the row's own norm is added after the min (constant per row).
+                g = torch.addmm(sqc, self.x[s:e], xc, beta=1.0, alpha=-2.0)
+                d2 = g.amin(dim=1).add_(self.sq[s:e]).clamp_min_(0.0)
+                torch.minimum(self.u[s:e], d2, out=self.u[s:e])
+        self.synced = n_c
+
+    def rebuild(self) -> None:
+        """Sync all rows, then take as hot the top ``hot_size`` candidates by u and by ``self.priority(u, cand)``.
+
+        Every cold candidate ends strictly below the hot threshold of each ranking, so a hot argmax
+        that beats the cold bounds is the global one.
+        """
+        if self.rebuilds and self.n > 4 * self._picks_since_rebuild * self.hot_size:
+            # Rebuilds cost ~N row reads, the hot set ~hot_size per pick: grow the hot set while
+            # rebuilds dominate (capped at N/4 rows so the copy stays <= 1/4 of the matrix).
+            self.hot_size = min(2 * self.hot_size, max(self.hot_size, self.n // 4))
+        self.sync()
+        self.rebuilds += 1
+        self._picks_since_rebuild = 0
+        n_cand = int(self.cand.sum())
+        vals = torch.where(self.cand, self.u, -math.inf)
+        if n_cand <= self.hot_size or 2 * self.hot_size >= self.n:
+            self.all_hot, self.hot_np = True, np.arange(self.n)
+            self.hot = torch.arange(self.n, device=self.x.device)
+            self.xh, self.sqh, self.uh, self.hcand = self.x, self.sq, self.u, self.cand
+            self.tau = -math.inf
+            return
+        theta = torch.topk(vals, self.hot_size, sorted=False).values.min()
+        hot = vals >= theta  # all ties of the threshold join, so every cold value is < theta
+        if self.priority is not None:
+            pv = torch.where(self.cand, self.priority(self.u, self.cand), -math.inf)
+            ptheta = torch.topk(pv, self.hot_size, sorted=False).values.min()
+            hot |= pv >= ptheta
+        cold_vals = torch.where(hot, -math.inf, vals)
+        self.hot = torch.nonzero(hot).squeeze(1)  # ascending rows: argmax ties go to the lowest row
+        self.hot_np = self.hot.cpu().numpy()
+        self.all_hot = False
+        self.xh, self.sqh = self.x[self.hot], self.sq[self.hot]
+        self.uh, self.hcand = self.u[self.hot], self.cand[self.hot]
+        self.tau = float(cold_vals.max())
+
+    def cold(self) -> torch.Tensor:
+        """Mask of candidates outside the hot set (their u is stale)."""
+        mask = self.cand.clone()
+        if not self.all_hot:
+            mask[self.hot] = False
+        else:
+            mask[:] = False
+        return mask
+
+    # -- centers -------------------------------------------------------------------------------
+    def add_center(self, i: int) -> None:
+        """Row i becomes a center and stops being a candidate; the hot rows learn of it at once."""
+        self.cidx[self.n_centers] = i
+        self.n_centers += 1
+        self.cand[i] = False
+        self._picks_since_rebuild += 1
+        if len(self.hot) == 0:
+            return
+        if not self.all_hot:
+            pos = int(np.searchsorted(self.hot_np, i))
+            if pos < len(self.hot_np) and self.hot_np[pos] == i:
+                self.hcand[pos] = False
+        xi = self.x[i]
+        d2 = torch.mv(self.xh, xi).mul_(-2.0).add_(self.sqh).add_(self.sq[i]).clamp_min_(0.0)
+        torch.minimum(self.uh, d2, out=self.uh)
+        if self.all_hot:
+            self.synced = self.n_centers
+
+    def set_candidates(self, candidates: np.ndarray) -> None:
+        """Replace the candidate set (e.g. a score threshold lifted); the hot set is rebuilt lazily."""
+        self.sync()
+        cand = torch.as_tensor(np.asarray(candidates, dtype=bool), device=self.x.device).clone()
+        cand[self.cidx[: self.n_centers]] = False
+        self.cand = cand
+        self._invalidate()
+
+    # -- queries -------------------------------------------------------------------------------
+    def hot_farthest(self) -> tuple[int, float]:
+        """(position in the hot set, squared distance) of the hot candidate farthest from the centers."""
+        vals = torch.where(self.hcand, self.uh, -math.inf)
+        j = int(torch.argmax(vals))  # first maximum: the lowest row
+        return j, float(vals[j])
+
+    def farthest(self) -> tuple[int, float]:
+        """Exact (row, squared distance) of the candidate farthest from its nearest center; (-1, -inf) if none."""
+        if len(self.hot):
+            j, v = self.hot_farthest()
+            if v > self.tau:  # every cold value is <= tau, and only shrinks
+                return int(self.hot_np[j]), v
+        self.rebuild()
+        j, v = self.hot_farthest()
+        return (int(self.hot_np[j]), v) if v > -math.inf else (-1, v)
+
+    def min_distance(self, rows: np.ndarray) -> np.ndarray:
+        """Exact current min-distances (not squared) of ``rows``, float32."""
+        self.sync()
+        return self.u[torch.as_tensor(rows, device=self.x.device)].sqrt().cpu().numpy()
+
+
+def closest_to_mean(x: torch.Tensor, candidates: np.ndarray | torch.Tensor) -> int:
+    """The "medoid" first pick: the candidate nearest (Euclidean) to the candidates' mean; ties: lowest row.
+
+    Closest-to-mean rather than the sum-of-distances medoid: one O(N D) pass instead of O(N^2 D).
+    Computed as argmin ||n x - sum||^2 in float64 (n = candidate count), which is exact for small
+    integer embeddings, so only true ties are decided by row order.
+    """
+    cand = torch.as_tensor(np.asarray(candidates, dtype=bool)) if isinstance(candidates, np.ndarray) else candidates
+    cand = cand.to(x.device)
+    n_cand = int(cand.sum())
+    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    for s in range(0, len(x), MEAN_CHUNK):
+        total += x[s : s + MEAN_CHUNK][cand[s : s + MEAN_CHUNK]].sum(0, dtype=torch.float64)
+    best_v, best_i = math.inf, -1
+    for s in range(0, len(x), MEAN_CHUNK):
+        d = (x[s : s + MEAN_CHUNK].double().mul_(n_cand).sub_(total)).square_().sum(1)
+        d = torch.where(cand[s : s + MEAN_CHUNK], d, math.inf)
+        j = int(torch.argmin(d))  # first minimum: the lowest row
+        if float(d[j]) < best_v:
+            best_v, best_i = float(d[j]), s + j
+    return best_i
+
+
+def k_center_greedy(
+    embeddings: np.ndarray | torch.Tensor,
+    k: int,
+    labeled: np.ndarray,
+    *,
+    device: str = "cpu",
+    hot_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact greedy k-center: k times pick argmax_i min_{c in labeled+picked} ||x_i - x_c||.
+
+    Returns (indices, distances): rows in pick order and the min-distance that chose each (inf for
+    a first pick made with no center: the unlabeled point closest to the mean). Ties: lowest row.
+    """
+    dev = torch_device(device)
+    labeled = np.asarray(labeled, dtype=bool)
+    cand = ~labeled
+    k = int(min(k, int(cand.sum())))
+    with full_precision():
+        x = as_tensor(embeddings, dev)
+        hs = hot_size or default_hot_size(k)
+        index = MinDistanceIndex(x, cand, np.flatnonzero(labeled), hot_size=hs, capacity=k)
+        picks = np.empty(k, dtype=np.int64)
+        dists = np.empty(k, dtype=np.float32)
+        start = 0
+        if index.n_centers == 0 and k > 0:
+            picks[0], dists[0] = closest_to_mean(x, cand), math.inf
+            index.add_center(int(picks[0]))
+            start = 1
+        for t in range(start, k):
+            i, v = index.farthest()
+            picks[t], dists[t] = i, math.sqrt(v)
+            index.add_center(i)
+    return picks, dists
+
+
+def run_coreset(
+    k: int,
+    inputs: SelectionInputs,
+    pool: np.ndarray,
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    hot_size: int | None = None,
+) -> Selection:
+    """The ``coreset`` selector: :func:`k_center_greedy` from the labeled set (seed unused: deterministic)."""
+    assert inputs.embeddings is not None
+    if hot_size is not None and (isinstance(hot_size, bool) or not isinstance(hot_size, int) or hot_size < 1):
+        raise SelectionError(f"coreset option hot_size must be a positive integer, got {hot_size!r}")
+    picks, dists = k_center_greedy(inputs.embeddings, k, inputs.labeled, device=device, hot_size=hot_size)
+    start = "labeled set" if inputs.labeled.any() else "closest to mean"
+    options: dict[str, Any] = {"first_center": start}
+    if hot_size is not None:
+        options["hot_size"] = hot_size
+    return make_selection("coreset", picks, dists, inputs.scores, options)
