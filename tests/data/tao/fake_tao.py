@@ -1,0 +1,483 @@
+#!/usr/bin/env python3
+"""A stand-in for NVIDIA's TAO launcher and for ``docker run <TAO image>``, for alloop's tests.
+
+Called as the launcher::
+
+    fake_tao.py model yolo_v4 train -e SPEC -r RESULTS [-k KEY] [--gpus N] [--gpu_index I...]
+    fake_tao.py model yolo_v4 inference -m MODEL -e SPEC -i IMAGES -r RESULTS [-k KEY] [-t T]
+
+or as docker (``fake_tao.py run --rm --gpus all -v /x:/x ... IMAGE yolo_v4 train ...``).
+
+It checks what the real tools would reject, strictly: the argument layout of TAO's entrypoint
+(the task first after the network), the spec against the field names and types of TAO's yolo_v4
+protos and the asserts of its spec_loader, that every path it is given is mounted at the same path
+(``-v`` for docker, the ``LAUNCHER_MOUNTS`` file for the launcher, which must also turn the tty off),
+and the KITTI training data (image/label pairs, 15 fields, classes in target_class_mapping).
+
+Then it behaves like TAO: ``train`` prints Keras-like epoch lines and writes
+``RESULTS/weights/yolov4_<arch><n>_epoch_NNN.hdf5`` every checkpoint_interval epochs (and the last),
+continuing from the epoch in a resume_model_path name, plus the per-epoch CSV log; ``inference``
+writes ``RESULTS/labels/<stem>.txt`` per .jpg/.jpeg/.png image in TAO's 16-field format. Its
+"detector" finds colours: the bounding box of strongly red pixels is class 0 (confidence 0.9), green
+class 1 (0.6), blue class 2 (0.3), so a black image has 0 lines, a red square 1, several colours many.
+
+Environment: FAKE_TAO_FAIL=train|inference|all exits 1 after printing an error;
+FAKE_TAO_FAIL_STATUS=1 instead prints "Execution status: FAIL" and exits 0 (what the real launcher
+does when the task fails); FAKE_TAO_SKIP=1 exits 0 having written nothing; FAKE_TAO_RECORD=FILE
+appends one JSON line per call (argv, mounts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+from pathlib import Path
+
+# -- protobuf text format, checked against TAO's yolo_v4 protos ------------------------------------
+
+F, I, S, B = "float", "int", "string", "bool"
+SCHEMA: dict[str, dict[str, tuple]] = {
+    # message: field -> (type or message name, repeated?)
+    "Experiment": {"dataset_config": ("DatasetConfig", False), "augmentation_config": ("AugmentationConfig", False),
+                   "training_config": ("TrainingConfig", False), "eval_config": ("EvalConfig", False),
+                   "nms_config": ("NMSConfig", False), "yolov4_config": ("YOLOv4Config", False),
+                   "class_weighting_config": ("Any", False), "random_seed": (I, False)},
+    "YOLOv4Config": {"big_anchor_shape": (S, False), "mid_anchor_shape": (S, False), "small_anchor_shape": (S, False),
+                     "matching_neutral_box_iou": (F, False), "box_matching_iou": (F, False), "arch": (S, False),
+                     "nlayers": (I, False), "arch_conv_blocks": (I, False), "loss_loc_weight": (F, False),
+                     "loss_neg_obj_weights": (F, False), "loss_class_weights": (F, False),
+                     "freeze_blocks": (F, True), "freeze_bn": (B, False), "force_relu": (B, False),
+                     "activation": (S, False), "focal_loss_alpha": (F, False), "focal_loss_gamma": (F, False),
+                     "label_smoothing": (F, False), "big_grid_xy_extend": (F, False),
+                     "mid_grid_xy_extend": (F, False), "small_grid_xy_extend": (F, False)},
+    "TrainingConfig": {"batch_size_per_gpu": (I, False), "num_epochs": (I, False),
+                       "learning_rate": ("LearningRateConfig", False), "regularizer": ("RegularizerConfig", False),
+                       "optimizer": ("OptimizerConfig", False), "cost_scaling": ("Any", False),
+                       "checkpoint_interval": (I, False), "enable_qat": (B, False),
+                       "resume_model_path": (S, False), "pretrain_model_path": (S, False),
+                       "pruned_model_path": (S, False), "max_queue_size": (I, False), "n_workers": (I, False),
+                       "use_multiprocessing": (B, False), "early_stopping": ("Any", False),
+                       "visualizer": ("Any", False), "model_ema": (B, False)},
+    "LearningRateConfig": {"soft_start_annealing_schedule": ("Any", False),
+                           "soft_start_cosine_annealing_schedule": ("SoftStartCosine", False)},
+    "SoftStartCosine": {"max_learning_rate": (F, False), "soft_start": (F, False), "min_learning_rate": (F, False)},
+    "RegularizerConfig": {"type": (("NO_REG", "L1", "L2"), False), "weight": (F, False)},
+    "OptimizerConfig": {"adam": ("Adam", False), "sgd": ("Any", False), "rmsprop": ("Any", False)},
+    "Adam": {"epsilon": (F, False), "beta1": (F, False), "beta2": (F, False), "amsgrad": (B, False)},
+    "EvalConfig": {"average_precision_mode": (("SAMPLE", "INTEGRATE"), False), "batch_size": (I, False),
+                   "matching_iou_threshold": (F, False), "visualize_pr_curve": (B, False)},
+    "NMSConfig": {"confidence_threshold": (F, False), "clustering_iou_threshold": (F, False), "top_k": (I, False),
+                  "infer_nms_score_bits": (I, False), "force_on_cpu": (B, False)},
+    "AugmentationConfig": {"hue": (F, False), "saturation": (F, False), "exposure": (F, False),
+                           "vertical_flip": (F, False), "horizontal_flip": (F, False), "jitter": (F, False),
+                           "output_width": (I, False), "output_height": (I, False), "output_channel": (I, False),
+                           "output_depth": (I, False), "randomize_input_shape_period": (I, False),
+                           "mosaic_prob": (F, False), "mosaic_min_ratio": (F, False), "image_mean": ("MapF", True)},
+    "MapF": {"key": (S, False), "value": (F, False)},
+    "DatasetConfig": {"data_sources": ("DataSource", True), "target_class_mapping": ("MapS", True),
+                      "validation_fold": (I, False), "validation_data_sources": ("DataSource", True),
+                      "include_difficult_in_training": (B, False), "type": (S, False),
+                      "image_extension": (S, False), "is_monochrome": (B, False)},
+    "MapS": {"key": (S, False), "value": (S, False)},
+    "DataSource": {"label_directory_path": (S, False), "tfrecords_path": (S, False),
+                   "image_directory_path": (S, False), "root_path": (S, False), "source_weight": (F, False)},
+}
+ONEOFS = {"TrainingConfig": ("resume_model_path", "pretrain_model_path", "pruned_model_path"),
+          "DataSource": ("label_directory_path", "tfrecords_path")}
+TOKEN = re.compile(r'\s*(?:#[^\n]*|("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\')|([{}:])|([A-Za-z0-9_.+\-]+))')
+
+
+class SpecError(Exception):
+    pass
+
+
+def tokenize(text: str) -> list[tuple[str, str]]:
+    out, pos = [], 0
+    while pos < len(text):
+        m = TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            if text[pos:].strip():
+                raise SpecError(f"cannot parse spec near {text[pos:pos + 30]!r}")
+            break
+        pos = m.end()
+        if m.group(1):
+            out.append(("str", m.group(1)[1:-1]))
+        elif m.group(2):
+            out.append((m.group(2), m.group(2)))
+        elif m.group(3):
+            out.append(("word", m.group(3)))
+    return out
+
+
+def parse_message(tokens: list, pos: int, msg: str, closing: bool) -> tuple[dict, int]:
+    fields: dict[str, list] = {}
+    schema = SCHEMA.get(msg)
+    while pos < len(tokens):
+        kind, value = tokens[pos]
+        if kind == "}":
+            if not closing:
+                raise SpecError("unbalanced '}'")
+            return fields, pos + 1
+        if kind != "word":
+            raise SpecError(f"expected a field name in {msg}, got {value!r}")
+        name = value
+        pos += 1
+        if schema is not None and name not in schema:
+            raise SpecError(f"{msg} has no field named \"{name}\"")
+        ftype, repeated = schema[name] if schema is not None else ("Any", True)
+        if pos < len(tokens) and tokens[pos][0] == ":":
+            pos += 1
+        if pos < len(tokens) and tokens[pos][0] == "{":
+            sub = ftype if isinstance(ftype, str) and ftype in SCHEMA else None
+            if ftype in (F, I, S, B) or isinstance(ftype, tuple):
+                raise SpecError(f"{msg}.{name} is a scalar, got a message")
+            val, pos = parse_message(tokens, pos + 1, sub or "Any", True)
+        else:
+            if pos >= len(tokens):
+                raise SpecError(f"{msg}.{name}: missing value")
+            tkind, raw = tokens[pos]
+            pos += 1
+            val = scalar(msg, name, ftype, tkind, raw)
+        if name in fields and not repeated:
+            raise SpecError(f"{msg}.{name} given twice")
+        fields.setdefault(name, []).append(val)
+    if closing:
+        raise SpecError(f"missing '}}' at the end of {msg}")
+    return fields, pos
+
+
+def scalar(msg: str, name: str, ftype, kind: str, raw: str):
+    where = f"{msg}.{name}"
+    if ftype == S:
+        if kind != "str":
+            raise SpecError(f"{where} must be a quoted string, got {raw}")
+        return raw
+    if kind == "str":
+        raise SpecError(f"{where} must not be quoted, got \"{raw}\"")
+    if ftype == F:
+        try:
+            return float(raw)
+        except ValueError:
+            raise SpecError(f"{where} must be a number, got {raw}") from None
+    if ftype == I:
+        if not re.fullmatch(r"[+-]?\d+", raw):
+            raise SpecError(f"{where} must be an integer, got {raw}")
+        return int(raw)
+    if ftype == B:
+        if raw not in ("true", "false", "True", "False", "t", "f", "1", "0"):
+            raise SpecError(f"{where} must be true or false, got {raw}")
+        return raw in ("true", "True", "t", "1")
+    if isinstance(ftype, tuple):
+        if raw not in ftype:
+            raise SpecError(f"{where} must be one of {', '.join(ftype)}, got {raw}")
+        return raw
+    raise SpecError(f"{where} is a message, got a value")
+
+
+def one(d: dict, name: str, default=None):
+    return d.get(name, [default])[0]
+
+
+def load_spec(path: str) -> dict:
+    """Parse and check like TAO's yolo_v4 spec_loader.load_experiment_spec."""
+    spec, _ = parse_message(tokenize(Path(path).read_text()), 0, "Experiment", False)
+    for msg, names in ONEOFS.items():
+        for sub in _all_messages(spec, msg):
+            set_ = [n for n in names if n in sub]
+            if len(set_) > 1:
+                raise SpecError(f"{msg}: only one of {', '.join(set_)} may be set")
+    ds = one(spec, "dataset_config", {})
+    aug = one(spec, "augmentation_config", {})
+    tr = one(spec, "training_config", {})
+    ev = one(spec, "eval_config", {})
+    nms = one(spec, "nms_config", {})
+    y = one(spec, "yolov4_config", {})
+    check = [
+        (len(ds.get("target_class_mapping", [])) > 0, "Please specify target_class_mapping"),
+        (len(ds.get("data_sources", [])) > 0, "Please specify training data sources"),
+        (len(ds.get("validation_data_sources", [])) > 0,
+         "Validation dataset specified by `validation_fold` requires the training label format to be TFRecords."),
+        (one(aug, "output_channel", 0) in (1, 3), "output_channel must be either 1 or 3."),
+        (0 <= one(aug, "hue", 0.0) <= 1, "hue must be within [0, 1]"),
+        (one(aug, "saturation", 0.0) >= 1, "saturation must be at least 1.0"),
+        (one(aug, "exposure", 0.0) >= 1, "exposure must be at least 1.0"),
+        (0 <= one(aug, "horizontal_flip", 0.0) <= 1, "horizontal_flip must be within [0, 1]"),
+        (0 <= one(aug, "jitter", 0.0) <= 1, "jitter must be within [0, 1]"),
+        (one(aug, "output_width", 0) >= 32 and one(aug, "output_width", 0) % 32 == 0, "width must be multiple of 32"),
+        (one(aug, "output_height", 0) >= 32 and one(aug, "output_height", 0) % 32 == 0, "height must be multiple of 32"),
+        (0 <= one(aug, "mosaic_prob", 0.0) <= 1, "mosaic_prob must be within [0, 1]"),
+        (0 < one(aug, "mosaic_min_ratio", 0.0) < 0.5, "mosaic_min_ratio must be within (0, 0.5)"),
+        (one(tr, "batch_size_per_gpu", 0) > 0, "batch size must be positive"),
+        (one(tr, "num_epochs", 0) > 0, "number of training batchs must be positive"),
+        (one(tr, "checkpoint_interval", 0) > 0, "checkpoint interval must be positive"),
+        (one(ev, "batch_size", 0) > 0, "batch size must be positive"),
+        (0 < one(ev, "matching_iou_threshold", 0.0) <= 1, "matching_iou_threshold must be within (0, 1]"),
+        (0 < one(nms, "clustering_iou_threshold", 0.0) <= 1, "clustering_iou_threshold must be within (0, 1]"),
+        (0 < one(y, "box_matching_iou", 0.0) <= 1, "box_matching_iou must be within (0, 1]"),
+        (0.25 < one(y, "matching_neutral_box_iou", 0.0) <= 1, "matching_neutral_box_iou must be within (0.25, 1]"),
+        (0 <= one(y, "label_smoothing", 0.0) <= 0.3, "label_smoothing must be within [0, 0.3]"),
+        (len(one(y, "big_anchor_shape", "")) > 0, "`big_anchor_shape` is not provided in spec file."),
+        (len(one(y, "mid_anchor_shape", "")) > 0, "`mid_anchor_shape` is not provided in spec file."),
+        (len(one(y, "small_anchor_shape", "")) > 0, "`small_anchor_shape` is not provided in spec file."),
+        (one(y, "arch") is not None, "yolov4_config.arch is required"),
+    ]
+    for ok, message in check:
+        if not ok:
+            raise SpecError(message)
+    for name in ("big_anchor_shape", "mid_anchor_shape", "small_anchor_shape"):
+        anchors = one(y, name)
+        if not re.fullmatch(r"\[\(\d+(\.\d+)?, \d+(\.\d+)?\)(, \(\d+(\.\d+)?, \d+(\.\d+)?\)){2}\]", anchors):
+            raise SpecError(f"{name} must be a list of 3 (w, h) tuples, got {anchors!r}")
+    return spec
+
+
+def _all_messages(node, msg_name, current="Experiment"):
+    if current == msg_name:
+        yield node
+    schema = SCHEMA.get(current, {})
+    for name, values in node.items():
+        sub = schema.get(name, (None,))[0]
+        if isinstance(sub, str) and sub in SCHEMA:
+            for v in values:
+                yield from _all_messages(v, msg_name, sub)
+
+
+def classes_of(spec: dict) -> list[str]:
+    ds = one(spec, "dataset_config")
+    return sorted({one(m, "value").lower() for m in ds["target_class_mapping"]})
+
+
+# -- mounts ----------------------------------------------------------------------------------------
+
+def launcher_mounts() -> list[str]:
+    path = os.environ.get("LAUNCHER_MOUNTS", os.path.expanduser("~/.tao_mounts.json"))
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        fail(f"cannot read the mounts file {path}: {e}")
+    tty = doc.get("DockerOptions", {}).get("tty", True)
+    if tty and not sys.stdout.isatty():
+        fail("the input device is not a TTY")  # `docker exec -it` with output piped
+    mounts = []
+    for m in doc.get("Mounts", []):
+        if os.path.realpath(m["source"]) != os.path.realpath(m["destination"]):
+            fail(f"fake TAO only supports same-path mounts, got {m}")
+        if not os.path.exists(m["source"]):
+            fail(f"Mount point source path doesn't exist. {m['source']}")
+        mounts.append(os.path.realpath(m["source"]))
+    return mounts
+
+
+def require_mounted(path: str, mounts: list[str], what: str) -> None:
+    real = os.path.realpath(path)
+    if not any(real == m or real.startswith(m.rstrip("/") + "/") for m in mounts):
+        fail(f"{what} {path}: No such file or directory (not mounted in the container)")
+
+
+# -- the tasks -------------------------------------------------------------------------------------
+
+IMAGE_TRAIN = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+IMAGE_INFER = {".jpg", ".jpeg", ".JPG", ".JPEG", ".png", ".PNG"}
+
+
+def fail(message: str, code: int = 1) -> None:
+    print(f"Traceback (most recent call last):\n  ...\nAssertionError: {message}", flush=True)
+    print("Execution status: FAIL", flush=True)
+    sys.exit(code)
+
+
+def check_kitti_dir(images: str, labels: str, classes: set[str]) -> int:
+    pairs = 0
+    label_files = set(os.listdir(labels))
+    for name in sorted(os.listdir(images)):
+        stem, ext = os.path.splitext(name)
+        if ext not in IMAGE_TRAIN or stem + ".txt" not in label_files:
+            continue
+        pairs += 1
+        for n, line in enumerate(Path(labels, stem + ".txt").read_text().splitlines(), 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 15:
+                fail(f"{labels}/{stem}.txt:{n}: {len(fields)} fields, KITTI has 15")
+            if fields[0].lower() not in classes:
+                fail(f"{labels}/{stem}.txt:{n}: class {fields[0]!r} is not in target_class_mapping")
+            x0, y0, x1, y1 = map(float, fields[4:8])
+            if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or x1 <= x0 or y1 <= y0:
+                fail(f"{labels}/{stem}.txt:{n}: bad box")
+    return pairs
+
+
+def train(args, spec: dict, mounts: list[str]) -> None:
+    ds, tr, y = one(spec, "dataset_config"), one(spec, "training_config"), one(spec, "yolov4_config")
+    keys = {one(m, "key").lower() for m in ds["target_class_mapping"]}
+    n_train = 0
+    for src in ds["data_sources"] + ds["validation_data_sources"]:
+        images, labels = one(src, "image_directory_path"), one(src, "label_directory_path")
+        require_mounted(images, mounts, "image_directory_path")
+        require_mounted(labels, mounts, "label_directory_path")
+        if not (os.path.isdir(images) and os.path.isdir(labels)):
+            fail(f"data source {images} / {labels} does not exist")
+        n = check_kitti_dir(images, labels, keys)
+        if src in ds["data_sources"]:
+            n_train += n
+    if n_train == 0:
+        fail("no training images with label files")
+    init_epoch = 0
+    if "resume_model_path" in tr:
+        path = one(tr, "resume_model_path")
+        require_mounted(path, mounts, "resume_model_path")
+        if not os.path.isfile(path):
+            fail(f"resume_model_path {path} does not exist")
+        try:
+            init_epoch = int(path.split(".")[-2].split("_")[-1])
+        except ValueError:
+            fail("Cannot parse the checkpoint path. Did you rename it?")
+    if "pretrain_model_path" in tr:
+        path = one(tr, "pretrain_model_path")
+        require_mounted(path, mounts, "pretrain_model_path")
+        if not os.path.isfile(path):
+            fail(f"pretrain_model_path {path} does not exist")
+    arch = one(y, "arch") + (str(one(y, "nlayers")) if one(y, "arch") in ("resnet", "darknet", "cspdarknet", "vgg") else "")
+    results = Path(args.results_dir)
+    (results / "weights").mkdir(parents=True, exist_ok=True)
+    classes = classes_of(spec)
+    (results / "model_output_labels.txt").write_text("\n".join(classes))
+    num_epochs, interval = one(tr, "num_epochs"), one(tr, "checkpoint_interval")
+    rows = []
+    print(f"INFO: {n_train} training images, classes {classes}", flush=True)
+    for epoch in range(init_epoch + 1, num_epochs + 1):
+        print(f"Epoch {epoch}/{num_epochs}", flush=True)
+        sys.stdout.write(f"  1/2 [=====>.....] - loss: {10 / epoch:.4f}\r  2/2 [==========] - loss: {9 / epoch:.4f}\n")
+        saved = epoch % interval == 0 or epoch == num_epochs
+        m_ap = round(0.3 + 0.2 * ((epoch * 7) % 5) / 4, 4) if saved else float("nan")
+        rows.append((epoch, 9 / epoch, 1e-4, m_ap))
+        if saved:
+            name = results / "weights" / f"yolov4_{arch}_epoch_{epoch:03d}.hdf5"
+            name.write_text(json.dumps({"classes": classes, "epoch": epoch, "arch": arch}))
+            print(f"\nEpoch {epoch:05d}: saving model to {name}", flush=True)
+    with open(results / f"yolov4_training_log_{arch}.csv", "w") as fh:
+        fh.write("epoch," + ",".join(f"AP_{c}" for c in classes) + ",loss,lr,mAP,validation_loss\n")
+        for epoch, loss, lr, m_ap in rows:
+            fh.write(f"{epoch}," + ",".join(str(m_ap) for _ in classes) + f",{loss},{lr},{m_ap},{loss}\n")
+
+
+def detect(path: Path) -> list[tuple[int, float, list[float]]]:
+    from PIL import Image
+    import numpy as np
+
+    rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    out = []
+    for c, conf in ((0, 0.9), (1, 0.6), (2, 0.3)):
+        others = [o for o in range(3) if o != c]
+        mask = (rgb[..., c] > 150) & (rgb[..., others[0]] < 100) & (rgb[..., others[1]] < 100)
+        ys, xs = np.nonzero(mask)
+        if len(xs):
+            out.append((c, conf, [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]))
+    return out
+
+
+def inference(args, spec: dict, mounts: list[str]) -> None:
+    for name in ("model_path", "image_dir", "results_dir"):
+        require_mounted(getattr(args, name), mounts, name)
+    if not os.path.isfile(args.model_path):
+        fail(f"model {args.model_path} does not exist")
+    model = json.loads(Path(args.model_path).read_text())
+    classes = classes_of(spec)
+    if model["classes"] != classes:
+        fail(f"model classes {model['classes']} do not match the spec's {classes}")
+    if not 0 < args.threshold < 1:
+        fail("Confidence threshold must be bigger than 0.0 and smaller than 1.0")
+    labels = Path(args.results_dir) / "labels"
+    labels.mkdir(parents=True, exist_ok=True)
+    (Path(args.results_dir) / "images_annotated").mkdir(exist_ok=True)
+    for name in sorted(os.listdir(args.image_dir)):
+        stem, ext = os.path.splitext(name)
+        if ext not in IMAGE_INFER:
+            continue
+        text = ""
+        for c, conf, box in detect(Path(args.image_dir, name)):
+            if c < len(classes) and conf >= args.threshold:
+                # TAO's Inferencer: class + ' 0 0 0 ' + box + ' 0 0 0 0 0 0 0 ' + confidence
+                text += classes[c] + " 0 0 0 " + " ".join(str(v) for v in box) + " 0 0 0 0 0 0 0 " + str(conf) + "\n"
+        (labels / f"{stem}.txt").write_text(text)
+    print(f"Inference done on {args.image_dir}", flush=True)
+
+
+def parse_docker(argv: list[str]) -> tuple[list[str], list[str]]:
+    """`run [opts] IMAGE network task args...` -> (mounts, [network, task, args...])."""
+    with_value = {"--gpus", "--user", "-u", "-v", "--volume", "-e", "--env", "--shm-size", "--name", "--ipc",
+                  "--network", "-w", "--workdir", "--ulimit", "--entrypoint"}
+    mounts, i = [], 1
+    while i < len(argv) and argv[i].startswith("-"):
+        if argv[i] in ("-v", "--volume"):
+            src, dst = argv[i + 1].split(":")[:2]
+            if src != dst:
+                fail(f"fake docker only supports same-path mounts, got {argv[i + 1]}")
+            mounts.append(os.path.realpath(src))
+        i += 2 if argv[i] in with_value else 1
+    if i >= len(argv):
+        fail("docker run: no image given")
+    return mounts, argv[i + 1:]
+
+
+def main(argv: list[str]) -> None:
+    record = os.environ.get("FAKE_TAO_RECORD")
+    if argv and argv[0] == "run":
+        mounts, rest = parse_docker(argv)
+        mode = "docker"
+    else:
+        if not argv or argv[0] != "model":
+            fail(f"tao: unknown task group {argv[:1]}; use `tao model yolo_v4 ...`")
+        mounts, rest, mode = launcher_mounts(), argv[1:], "launcher"
+    if record:
+        with open(record, "a") as fh:
+            fh.write(json.dumps({"argv": argv, "mode": mode, "mounts": mounts}) + "\n")
+    if len(rest) < 2 or rest[0] != "yolo_v4":
+        fail(f"unsupported network {rest[:1]}")
+    task = rest[1]  # TAO's entrypoint takes the first argument after the network as the task
+    if task not in ("train", "inference"):
+        fail(f"unsupported task {task!r} (the task must come right after yolo_v4)")
+    p = argparse.ArgumentParser(prog=f"yolo_v4 {task}")
+    p.add_argument("-e", "--experiment_spec", required=True)
+    p.add_argument("-r", "--results_dir", required=True)
+    p.add_argument("-k", "--key", default="")
+    p.add_argument("--gpus", type=int, default=1)
+    p.add_argument("--gpu_index", type=int, nargs="+")
+    p.add_argument("--use_amp", action="store_true")
+    p.add_argument("--log_file")
+    if task == "inference":
+        p.add_argument("-m", "--model_path", required=True)
+        p.add_argument("-i", "--image_dir", required=True)
+        p.add_argument("-t", "--threshold", type=float, default=0.3)
+    args = p.parse_args(rest[2:])
+    if args.gpus > 1 and task != "train":
+        fail(f"Please use only 1 GPU for the task {task}.")
+    require_mounted(args.experiment_spec, mounts, "experiment_spec")
+    require_mounted(args.results_dir, mounts, "results_dir")
+    try:
+        spec = load_spec(args.experiment_spec)
+    except SpecError as e:
+        fail(f"spec {args.experiment_spec}: {e}")
+    failing = os.environ.get("FAKE_TAO_FAIL", "")
+    if failing in (task, "all"):
+        print("2024-01-01 00:00:00 [TAO Toolkit] [INFO] Starting...", flush=True)
+        print("tensorflow.python.framework.errors_impl.ResourceExhaustedError: OOM when allocating tensor", flush=True)
+        sys.exit(1)
+    if os.environ.get("FAKE_TAO_SKIP"):
+        print("Execution status: PASS", flush=True)  # "succeeds" without doing anything
+        sys.exit(0)
+    if os.environ.get("FAKE_TAO_FAIL_STATUS"):
+        print("Telemetry data couldn't be sent, but the command ran successfully.", flush=True)
+        print("Execution status: FAIL", flush=True)
+        sys.exit(0)
+    (train if task == "train" else inference)(args, spec, mounts)
+    print("Execution status: PASS", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
