@@ -206,18 +206,26 @@ def status(
         f"  queued {c['queued']}  boxes {c['boxes']}  unreadable {c['bad_images']}"
     )
     console.print(f"classes: {', '.join(info['classes']) or '(none yet)'}")
-    table = Table(title="iterations")
-    for col in ("it", "status", "labeled", "train/val", "mAP@0.5", "mAP@[.5:.95]", "method", "score", "selected", "tag", "exported to"):
-        table.add_column(col)
+    table = Table(title="iterations (mAP on the held-out labeled images)", title_justify="left", box=None,
+                  padding=(0, 1))
+    for col in ("it", "labeled", "train/val", "mAP@.5", "mAP@.5:.95", "method", "score", "picked"):
+        table.add_column(col, no_wrap=True, justify="left" if col in ("method", "score") else "right")
     fmt = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
     for it in info["iterations"]:
         table.add_row(
-            str(it["n"]), it["status"], str(it["n_labeled"] if it["n_labeled"] is not None else "–"),
+            str(it["n"]) + ("" if it["status"] == "done" else "*"),
+            str(it["n_labeled"] if it["n_labeled"] is not None else "–"),
             f"{it['n_train'] or 0}/{it['n_val'] or 0}" if it["n"] else "–",
             fmt(it["map50"]), fmt(it["map"]), it["method"] or "–", it["score_spec"] or "–",
-            str(it["selected"]), it["tag"], it["export_dir"] or "–",
+            str(it["selected"]),
         )
     console.print(table)
+    running = [it["n"] for it in info["iterations"] if it["status"] != "done"]
+    if running:
+        console.print(f"* iteration {running[-1]} was interrupted; rerun `alloop step {project}` to resume it")
+    latest = next((it for it in reversed(info["iterations"]) if it["export_dir"]), None)
+    if latest:
+        console.print(f"current batch ({latest['tag']}, {latest['selected']} images): {latest['export_dir']}")
     if info["bad_images"]:
         console.print(f"[yellow]unreadable images ({len(info['bad_images'])}):[/]")
         for path, reason in info["bad_images"][:10]:
@@ -448,6 +456,29 @@ def simulate(
                       f"{row['share_of_random_labels']:.0%}")
     console.print(table)
     console.print(f"curves: {r.curves_csv}  summary: {r.summary_csv}  plot: {r.plot}")
+
+
+@app.command()
+def report(
+    project: ProjectArg,
+    iteration: Annotated[Optional[int], typer.Option("--iteration", "-i", min=0, help="Iteration to report on (0 = init). Default: the latest.")] = None,
+    open_: Annotated[bool, typer.Option("--open", help="Open the report in your web browser afterwards.")] = False,
+) -> None:
+    """Write the selection report of an iteration: why these images, and is the model improving.
+
+    One self-contained HTML page (works offline) plus selection.csv, learning_curve.csv, classes.csv,
+    scores.csv, embedding_map.csv and report.json beside it, under artifacts/reports/iteration-N/.
+    `alloop step` writes it automatically; run this to regenerate it or to report on an older iteration.
+    """
+    from alloop.report import write_project_report
+
+    path = _run(lambda: write_project_report(project, iteration))
+    console.print(f"[green]✓[/] report: {path}")
+    if open_:
+        import webbrowser
+
+        if not webbrowser.open(path.resolve().as_uri()):
+            err_console.print(f"[yellow]could not start a browser;[/] open {path} yourself", highlight=False)
 
 
 @app.command()

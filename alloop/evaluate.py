@@ -88,7 +88,8 @@ def evaluate(
                 f"evaluate: predictions for {ann.file_name} have class index {int(det.labels.max())}, "
                 f"outside 0..{len(classes) - 1}"
             )
-        for (x0, y0, x1, y1), label, score in zip(det.boxes.tolist(), det.labels.tolist(), det.scores.tolist()):
+        rows = zip(det.boxes.tolist(), det.labels.tolist(), det.scores.tolist())
+        for (x0, y0, x1, y1), label, score in rows:
             d = _ann(len(dt_anns) + 1, img_id, int(label) + 1, x0, y0, x1 - x0, y1 - y0)
             d["score"] = float(score)
             dt_anns.append(d)

@@ -47,7 +47,7 @@ log = logging.getLogger("alloop")
 
 INIT_TAG = "initial-selection"
 STEP_STAGES = ("import", "train", "evaluate", "infer", "score", "select", "export", "report")
-INIT_STAGES = ("register", "embed", "select", "export")
+INIT_STAGES = ("register", "embed", "select", "export", "report")
 # Scores computed every step besides the one selection uses, so the report and a later
 # `alloop select --score` can compare them without re-running inference.
 REPORT_SCORES = ("least_confidence:max", "entropy:max", "margin:max", "entropy:mean", "objectness_least_confidence:mean")
@@ -234,6 +234,12 @@ def init(
                 finish({"files": [str(f) for f in files]})
 
         export_info = stages.run("export", export_stage)
+
+        def report_stage(finish: Callable) -> None:
+            path = _write_report(project, 0)
+            finish({"file": project.relpath(path) if path else None})
+
+        stages.run("report", report_stage)
         store.update_iteration(0, status="done", finished_at=now(), n_labeled=len(store.labeled_ids()),
                                timings=stages.timings)
         tag = store.tag(INIT_TAG)
@@ -409,7 +415,9 @@ def step(
         def select_stage(finish: Callable) -> None:
             rows = [r for r in store.images() if r.state == "ok"]
             needs = available_methods()[method]
-            emb = _embeddings(project, rows, progress=progress, checkpoint=checkpoint)[0] if "embeddings" in needs else None
+            emb, key = None, None
+            if "embeddings" in needs:
+                emb, key, _ = _embeddings(project, rows, progress=progress, checkpoint=checkpoint)
             blocked = store.labeled_ids() | store.queued_ids()
             labeled = np.array([r.id in blocked for r in rows], bool)
             scores_by_id = store.scores(it, score)
@@ -420,7 +428,7 @@ def step(
             with store.transaction():
                 _write_selection(store, it, method, rows, selection, score_spec=score)
                 finish({"selected": len(selection.indices), "method": method, "score": score,
-                        "options": dict(selection.options)})
+                        "options": dict(selection.options), "embedder": key})
 
         stages.run("select", select_stage)
 

@@ -489,6 +489,10 @@ class Store:
             out.append((row, ImageAnnotation(row.path, row.width, row.height, boxes), sp))
         return out
 
+    def label_iterations(self) -> dict[int, int]:
+        """image_id -> the iteration whose import labeled it."""
+        return {r[0]: r[1] for r in self.conn.execute("SELECT image_id, iteration FROM labels")}
+
     def label_revisions(self) -> int:
         """How many earlier label versions are kept."""
         return int(self.conn.execute("SELECT COUNT(*) FROM label_revisions").fetchone()[0])

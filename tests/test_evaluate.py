@@ -32,7 +32,10 @@ def det(*rows: tuple[float, float, float, float, int, float]) -> Detections:
 
 
 def test_perfect_predictions_score_one():
-    truth = [gt((10, 10, 50, 60, "apple"), (100, 100, 150, 140, "pear")), gt((5, 5, 20, 20, "apple"), name="b.jpg")]
+    truth = [
+        gt((10, 10, 50, 60, "apple"), (100, 100, 150, 140, "pear")),
+        gt((5, 5, 20, 20, "apple"), name="b.jpg"),
+    ]
     preds = [det((10, 10, 50, 60, 0, 0.9), (100, 100, 150, 140, 1, 0.8)), det((5, 5, 20, 20, 0, 0.7))]
     m = evaluate(truth, preds, CLASSES)
     assert isinstance(m, Metrics)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from alloop.boxes import ImageAnnotation
+from alloop.boxes import Detections, ImageAnnotation
 from alloop.embed.cache import load_cached_embeddings
 from alloop.errors import ProjectError
 from alloop.predictions import load_predictions
@@ -254,7 +254,8 @@ def gather_report_data(project: Project, iteration: int) -> ReportData:
         )
     baseline = _random_baseline(project.artifacts / SIMULATION_CURVES, notes)
 
-    predictions = _predictions(project, iteration, set(selected_ids), classes, notes)
+    detections = _load_detections(project, iteration, notes)
+    predictions = _batch_boxes(detections, set(selected_ids), classes)
     batch = tuple(
         BatchImage(
             image_id=m.image_id,
@@ -272,7 +273,7 @@ def gather_report_data(project: Project, iteration: int) -> ReportData:
 
     scores, other_scores = _score_distribution(store, iteration, summary.score_spec, selected_ids, notes)
     embedding_map = _embedding_map(project, iteration, images, labeled_now, set(selected_ids), notes)
-    class_rows = _class_rows(project, iteration, classes, annotations, labeled_now, record, previous, notes)
+    class_rows = _class_rows(iteration, classes, annotations, labeled_now, detections, record, previous, notes)
 
     stages = store.stages(iteration)
     timings = [StageTiming(name, info.get("seconds"), info.get("finished_at")) for name, info in stages.items()]
@@ -312,9 +313,8 @@ def gather_report_data(project: Project, iteration: int) -> ReportData:
 
 
 def _label_iterations(store: Store) -> dict[int, int]:
-    # image id -> iteration whose import labeled it. The store has no read method for the label's
-    # iteration yet, so this is the one read-only query the report makes itself.
-    return {r[0]: r[1] for r in store.conn.execute("SELECT image_id, iteration FROM labels")}
+    # image id -> iteration whose import labeled it.
+    return store.label_iterations()
 
 
 def _finite(x: float | None) -> float | None:
@@ -343,10 +343,8 @@ def _random_baseline(path: Path, notes: dict[str, str]) -> tuple[BaselinePoint, 
     return tuple(out)
 
 
-def _predictions(
-    project: Project, iteration: int, wanted: set[int], classes: Sequence[str], notes: dict[str, str]
-) -> dict[int, tuple[PredictedBox, ...]]:
-    """The current model's boxes (score ≥ threshold) on the selected images."""
+def _load_detections(project: Project, iteration: int, notes: dict[str, str]) -> dict[int, Detections]:
+    """image id -> the iteration's predictions (empty at iteration 0 or when missing/unreadable, with a note)."""
     if iteration == 0:
         return {}
     path = project.predictions_file(iteration)
@@ -355,11 +353,18 @@ def _predictions(
         return {}
     try:
         ids, dets, _ = load_predictions(path)
-    except (OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a truncated npz raises BadZipFile, and it must not stop a step
         notes["batch-boxes"] = f"{project.relpath(path)} is unreadable ({exc}): thumbnails show no boxes."
         return {}
+    return dict(zip(ids.tolist(), dets))
+
+
+def _batch_boxes(
+    detections: Mapping[int, Detections], wanted: set[int], classes: Sequence[str]
+) -> dict[int, tuple[PredictedBox, ...]]:
+    """The current model's boxes (score ≥ threshold) on the selected images."""
     out = {}
-    for image_id, det in zip(ids.tolist(), dets):
+    for image_id, det in detections.items():
         if image_id not in wanted:
             continue
         d = det.above(PREDICTION_THRESHOLD)
@@ -419,18 +424,10 @@ def _embedding_map(
             f"No cached embeddings under {key} (artifacts/embeddings/{key}); run `alloop embed` to draw the map."
         )
         return None
-    try:
-        vectors = load_cached_embeddings(project.store, project.embeddings_dir(key), key, [r.sha256 for r in rows])
-    except Exception as exc:  # noqa: BLE001 - a damaged cache must not stop the report
-        notes["embedding-map"] = f"Embedding cache {key} is unreadable ({exc}); the map is skipped."
-        return None
-    if vectors is None:
-        notes["embedding-map"] = f"Embeddings under {key} are incomplete; the map is skipped."
-        return None
     status = np.array(["selected" if r.id in selected else "labeled" if r.id in labeled else "pool" for r in rows])
-    ids = np.array([r.id for r in rows], np.int64)
     keep = np.arange(len(rows))
     if len(rows) > MAP_MAX_POINTS:
+        # Subsample before loading: a huge pool's vectors need not all sit in memory for a picture.
         rng = np.random.default_rng(0)
         pool = np.flatnonzero(status == "pool")
         others = np.flatnonzero(status != "pool")
@@ -439,12 +436,22 @@ def _embedding_map(
         notes["embedding-map"] = (
             f"{len(keep)} of {len(rows)} images drawn (every labeled and selected one, a random share of the pool)."
         )
+    kept = [rows[i] for i in keep.tolist()]
+    try:
+        vectors = load_cached_embeddings(project.store, project.embeddings_dir(key), key, [r.sha256 for r in kept])
+    except Exception as exc:  # noqa: BLE001 - a damaged cache must not stop the report
+        notes["embedding-map"] = f"Embedding cache {key} is unreadable ({exc}); the map is skipped."
+        return None
+    if vectors is None:
+        notes["embedding-map"] = f"Embeddings under {key} are incomplete; the map is skipped."
+        return None
     missing = len(images) - len(rows)
     if missing:
         note = f"{missing} images have no cached embedding."
         notes["embedding-map"] = f"{notes.get('embedding-map', '')} {note}".strip()
-    points, method = project_2d(np.asarray(vectors[keep], np.float32))
-    return EmbeddingMap(method, key, points, ids[keep], status[keep], len(rows))
+    points, method = project_2d(np.asarray(vectors, np.float32))
+    ids = np.array([r.id for r in kept], np.int64)
+    return EmbeddingMap(method, key, points, ids, status[keep], len(rows))
 
 
 def project_2d(vectors: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
@@ -471,11 +478,11 @@ def project_2d(vectors: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
 
 
 def _class_rows(
-    project: Project,
     iteration: int,
     classes: Sequence[str],
     annotations: Sequence[tuple[ImageRow, ImageAnnotation, str]],
     labeled: set[int],
+    detections: Mapping[int, Detections],
     record: Iteration,
     previous: Iteration | None,
     notes: dict[str, str],
@@ -486,18 +493,13 @@ def _class_rows(
             for box in ann.boxes:
                 labeled_boxes[box.label] = labeled_boxes.get(box.label, 0) + 1
     predicted = dict.fromkeys(labeled_boxes, 0)
-    path = project.predictions_file(iteration)
-    if iteration > 0 and path.exists():
-        try:
-            _, dets, _ = load_predictions(path)
-            counts = np.zeros(len(classes), np.int64)
-            for det in dets:
-                labels = det.labels[det.scores >= PREDICTION_THRESHOLD]
-                labels = labels[(labels >= 0) & (labels < len(classes))]
-                counts += np.bincount(labels, minlength=len(classes))[: len(classes)]
-            predicted.update({c: int(v) for c, v in zip(classes, counts)})
-        except (OSError, ValueError, KeyError):
-            pass  # the batch section already notes unreadable predictions
+    if detections and classes:
+        counts = np.zeros(len(classes), np.int64)
+        for det in detections.values():
+            labels = det.labels[det.scores >= PREDICTION_THRESHOLD]
+            labels = labels[(labels >= 0) & (labels < len(classes))]
+            counts += np.bincount(labels, minlength=len(classes))[: len(classes)]
+        predicted.update({c: int(v) for c, v in zip(classes, counts)})
     ap50 = record.metrics.get("per_class_ap50", {}) or {}
     ap = record.metrics.get("per_class_ap", {}) or {}
     prev50 = (previous.metrics.get("per_class_ap50", {}) or {}) if previous else {}

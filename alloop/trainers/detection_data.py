@@ -59,7 +59,9 @@ def example_targets(examples: Sequence[Example], classes: Sequence[str]) -> list
     for ex in examples:
         ann = ex.annotation
         if not Path(ex.path).is_file():
-            raise TrainerError(f"{ex.path}: image file not found (label {ann.file_name}); restore it or drop its label")
+            raise TrainerError(
+                f"{ex.path}: image file not found (label {ann.file_name}); restore it or drop its label"
+            )
         rows, labels = [], []
         for box in ann.boxes:
             if box.label not in index:
@@ -126,4 +128,13 @@ def hflip(image: torch.Tensor, target: Target) -> tuple[torch.Tensor, Target]:
     return image.flip(-1), {**target, "boxes": boxes}
 
 
-__all__ = ["ExampleImages", "PathImages", "Target", "collate", "example_targets", "hflip", "open_rgb", "to_tensor"]
+__all__ = [
+    "ExampleImages",
+    "PathImages",
+    "Target",
+    "collate",
+    "example_targets",
+    "hflip",
+    "open_rgb",
+    "to_tensor",
+]

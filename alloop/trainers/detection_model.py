@@ -28,7 +28,7 @@ from torchvision.models.detection.backbone_utils import (
     _mobilenet_extractor,
     _resnet_fpn_extractor,
 )
-from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNConvFCHead, FastRCNNPredictor
+from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNConvFCHead
 from torchvision.models.detection.rpn import RPNHead, concat_box_prediction_layers
 from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import FrozenBatchNorm2d, batched_nms, clip_boxes_to_image, remove_small_boxes
@@ -94,7 +94,9 @@ MODELS: dict[str, ModelSpec] = {
     ),
     # alloop's own: torchvision's MobileNetV2 features + FPN, so the ImageNet MobileNetV2 file
     # (which ships offline) can seed a detector. Settings as the mobile 320 model.
-    "fasterrcnn_mobilenet_v2_fpn": ModelSpec("mobilenet_v2", models.MobileNet_V2_Weights, None, 6, _MOBILE_DEFAULTS),
+    "fasterrcnn_mobilenet_v2_fpn": ModelSpec(
+        "mobilenet_v2", models.MobileNet_V2_Weights, None, 6, _MOBILE_DEFAULTS
+    ),
 }
 
 
@@ -105,7 +107,9 @@ MODELS: dict[str, ModelSpec] = {
 
 def is_weights_file(value: str) -> bool:
     """True when ``value`` names a local file rather than a torchvision weights enum member."""
-    return "/" in value or "\\" in value or value.startswith("~") or value.lower().endswith(WEIGHT_FILE_SUFFIXES)
+    return (
+        "/" in value or "\\" in value or value.startswith("~") or value.lower().endswith(WEIGHT_FILE_SUFFIXES)
+    )
 
 
 def weights_enum_member(enum_cls: type, name: str, *, option: str) -> Any:
@@ -135,7 +139,8 @@ def read_enum_state_dict(weights: Any, *, option: str) -> dict[str, torch.Tensor
     path = hub_cache_path(weights)
     if not path.is_file():
         raise TrainerError(
-            f"{option} {type(weights).__name__}.{weights.name} is not in the torch hub cache: expected {path}. "
+            f"{option} {type(weights).__name__}.{weights.name} is not in the torch hub cache: "
+            f"expected {path}. "
             f"alloop never downloads; set {option} to none (--{option.replace('_', '-')} none), "
             f"pass a local .pth file, or copy {path.name} (from {weights.url}) into {path.parent}"
         )
@@ -162,7 +167,8 @@ def read_state_dict(path: Path, *, what: str) -> tuple[dict[str, torch.Tensor], 
                 break
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise TrainerError(
-            f"{what} file {path} holds no state dict (expected a dict of tensors, or one under 'model' or 'state_dict')"
+            f"{what} file {path} holds no state dict "
+            "(expected a dict of tensors, or one under 'model' or 'state_dict')"
         )
     state = {k.removeprefix("module."): v for k, v in obj.items()}
     return state, arch
@@ -177,7 +183,9 @@ def _load_backbone_state(
 ) -> None:
     """Load classification weights into the classifier whose features become the backbone."""
     if file_arch is not None and file_arch != arch:
-        raise TrainerError(f"backbone_weights {source} are for '{file_arch}', but this model's backbone is '{arch}'")
+        raise TrainerError(
+            f"backbone_weights {source} are for '{file_arch}', but this model's backbone is '{arch}'"
+        )
     head = ("classifier.", "fc.")  # the classification head is dropped by the detector anyway
     state = {k: v for k, v in state.items() if not k.startswith(head)}
     try:
@@ -188,7 +196,8 @@ def _load_backbone_state(
     unexpected = [k for k in unexpected if not _is_bn_counter(k)]
     if missing or unexpected:
         raise TrainerError(
-            f"backbone_weights {source} do not fit {arch}: missing {_few(missing)}, unexpected {_few(unexpected)}"
+            f"backbone_weights {source} do not fit {arch}: "
+            f"missing {_few(missing)}, unexpected {_few(unexpected)}"
         )
 
 
@@ -208,7 +217,9 @@ def load_detector_state(
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
         raise TrainerError(f"weights {source} do not fit this model: {_first_line(exc)}") from exc
-    missing = [k for k in missing if not _is_bn_counter(k) and not (other_classes and k.startswith(predictor))]
+    missing = [
+        k for k in missing if not _is_bn_counter(k) and not (other_classes and k.startswith(predictor))
+    ]
     unexpected = [k for k in unexpected if not _is_bn_counter(k)]
     if missing or unexpected:
         raise TrainerError(
@@ -270,7 +281,8 @@ def build_detector(
 
     # Frozen batch norm on top of pretrained weights (torchvision's choice for small batches);
     # resnet50_fpn_v2 trains its batch norm, as in torchvision.
-    norm_layer = FrozenBatchNorm2d if pretrained and model_name != "fasterrcnn_resnet50_fpn_v2" else nn.BatchNorm2d
+    frozen_bn = pretrained and model_name != "fasterrcnn_resnet50_fpn_v2"
+    norm_layer = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
     classifier = getattr(models, spec.backbone_arch)(weights=None, norm_layer=norm_layer)
     if classifier_state is not None:
         state, file_arch, source = classifier_state
@@ -291,7 +303,8 @@ def build_detector(
             (backbone.out_channels, 7, 7), [256, 256, 256, 256], [1024], norm_layer=nn.BatchNorm2d
         )
         model = FasterRCNN(
-            backbone, num_classes, rpn_anchor_generator=anchors, rpn_head=rpn_head, box_head=box_head, **kwargs
+            backbone, num_classes, rpn_anchor_generator=anchors, rpn_head=rpn_head, box_head=box_head,
+            **kwargs,
         )
     elif model_name == "fasterrcnn_mobilenet_v2_fpn":
         backbone = mobilenet_v2_fpn_backbone(classifier, trainable)
@@ -301,18 +314,21 @@ def build_detector(
     else:  # MODELS and this function must list the same names
         raise AssertionError(model_name)
 
-    if load_weights and weights is not None:
-        if is_weights_file(weights):
+    if weights is not None and is_weights_file(weights):
+        if load_weights:
             state, _ = read_state_dict(Path(weights), what="weights")
             load_detector_state(model, state, source=weights)
-        else:
-            if spec.detector_weights is None:
-                raise ConfigError(f"model {model_name} has no torchvision weights; use a local .pth file or none")
-            member = weights_enum_member(spec.detector_weights, weights, option="weights")
+    elif weights is not None:
+        if spec.detector_weights is None:
+            raise ConfigError(f"model {model_name} has no torchvision weights; use a local .pth file or none")
+        member = weights_enum_member(spec.detector_weights, weights, option="weights")
+        if load_weights:
             state = read_enum_state_dict(member, option="weights")
             load_detector_state(model, state, source=f"{type(member).__name__}.{member.name}")
-            if member.name == "COCO_V1" and model_name == "fasterrcnn_resnet50_fpn":
-                overwrite_eps(model, 0.0)  # as torchvision does for these legacy weights
+        if member.name == "COCO_V1" and model_name == "fasterrcnn_resnet50_fpn":
+            # As torchvision does for these legacy weights; also when rebuilding from a checkpoint,
+            # since eps is not part of the state dict.
+            overwrite_eps(model, 0.0)
     return model
 
 
@@ -323,7 +339,8 @@ def mobilenet_v2_fpn_backbone(classifier: nn.Module, trainable_layers: int) -> B
     (6 of them for MobileNetV2) and the last ``trainable_layers`` stay trainable.
     """
     features = classifier.features
-    stage_indices = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
+    strided = [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)]
+    stage_indices = [0, *strided, len(features) - 1]
     num_stages = len(stage_indices)
     if not 0 <= trainable_layers <= num_stages:
         raise ConfigError(f"trainable_backbone_layers must be in 0..{num_stages}, got {trainable_layers}")

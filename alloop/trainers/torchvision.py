@@ -1,7 +1,7 @@
 """The built-in trainer: torchvision Faster R-CNN, fine-tuned on the labeled images.
 
-``train`` fine-tunes (SGD or AdamW, linear warmup then cosine/step decay, AMP on CUDA, hflip +
-scale-jitter augmentation), measures validation mAP after every epoch with :mod:`alloop.evaluate`,
+``train`` fine-tunes (SGD or AdamW, linear warmup then cosine/step decay, optional AMP on CUDA,
+hflip + scale-jitter augmentation), measures validation mAP after every epoch with :mod:`alloop.evaluate`,
 keeps ``best.pt`` and ``last.pt`` in ``out_dir`` and stops early when the mAP stalls. A run that
 was interrupted continues from ``last.pt`` when ``train`` is called again with the same data and
 settings. ``predict`` returns, per box, the full softmax over background + classes and the RPN
@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -96,8 +97,13 @@ class TorchvisionConfig:
     nms_threshold: float = 0.5  # IoU of class-aware NMS on the final boxes
     detections_per_img: int = 100  # at most this many boxes per image
     early_stopping_patience: int | None = 5  # stop after this many epochs without a better val mAP
-    amp: bool = True  # mixed precision; only on CUDA
-    num_workers: int = 0  # image-loading processes (0: in the training process; enough on CPU)
+    # Mixed precision, CUDA only. Off by default: on an H100 it gave the mobile models no speed-up
+    # at 320 px and cost 5-14 s in the first epoch (cuDNN choosing fp16 kernels per image size);
+    # the resnet50 models trained ~15% faster with it.
+    amp: bool = False
+    # Image-loading processes (None: 4 on CUDA, where decoding would starve the GPU; 0 on CPU,
+    # where the model dominates and loading in the training process is enough).
+    num_workers: int | None = None
     # Speed knobs (torchvision's defaults are 2000/2000/512; these train ~3x faster on CPU).
     rpn_pre_nms_top_n_train: int = 500
     rpn_post_nms_top_n_train: int = 500
@@ -135,20 +141,23 @@ class TorchvisionConfig:
             object.__setattr__(self, "scale_jitter", tuple(self.scale_jitter))
 
         _check_int(self, "trainable_backbone_layers", 0, spec.max_trainable_layers, optional=True)
-        for name in ("min_size", "max_size", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test", "max_steps"):
+        for name in ("min_size", "max_size", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test",
+                     "max_steps"):
             _check_int(self, name, 1, optional=True)
         for name in ("epochs", "batch_size", "detections_per_img", "rpn_pre_nms_top_n_train",
                      "rpn_post_nms_top_n_train", "box_batch_size_per_image"):
             _check_int(self, name, 1)
         _check_int(self, "warmup_steps", 0)
-        _check_int(self, "num_workers", 0)
+        _check_int(self, "num_workers", 0, optional=True)
         _check_int(self, "early_stopping_patience", 1, optional=True)
         if self.min_size is not None and self.max_size is not None and self.max_size < self.min_size:
             raise ConfigError(f"max_size ({self.max_size}) must be at least min_size ({self.min_size})")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer '{self.optimizer}'; use one of {', '.join(OPTIMIZERS)}")
         if self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"unknown lr_schedule '{self.lr_schedule}'; use one of {', '.join(LR_SCHEDULES)}")
+            raise ConfigError(
+                f"unknown lr_schedule '{self.lr_schedule}'; use one of {', '.join(LR_SCHEDULES)}"
+            )
         _check_float(self, "lr", 0.0, math.inf, optional=True, open_low=True)
         _check_float(self, "momentum", 0.0, 1.0, open_high=True)
         _check_float(self, "weight_decay", 0.0, math.inf)
@@ -162,7 +171,9 @@ class TorchvisionConfig:
             or not all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in jitter)
             or not 0 < jitter[0] <= jitter[1]
         ):
-            raise ConfigError(f"scale_jitter must be two factors 0 < low <= high, e.g. [0.8, 1.2]; got {jitter!r}")
+            raise ConfigError(
+                f"scale_jitter must be two factors 0 < low <= high, e.g. [0.8, 1.2]; got {jitter!r}"
+            )
         for name in ("augment", "amp"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -177,7 +188,8 @@ def _check_int(cfg: Any, name: str, low: int, high: int | None = None, *, option
     value = getattr(cfg, name)
     if value is None and optional:
         return
-    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if not is_int or value < low or (high is not None and value > high):
         bound = f"{low}..{high}" if high is not None else f">= {low}"
         raise ConfigError(f"{name} must be an integer {bound}{' or none' if optional else ''}, got {value!r}")
 
@@ -194,7 +206,8 @@ def _check_float(
         ok = (value > low if open_low else value >= low) and (value < high if open_high else value <= high)
     if not ok:
         interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
-        raise ConfigError(f"{name} must be a number in {interval}{' or none' if optional else ''}, got {value!r}")
+        or_none = " or none" if optional else ""
+        raise ConfigError(f"{name} must be a number in {interval}{or_none}, got {value!r}")
 
 
 def resolve_device(name: str) -> str:
@@ -206,7 +219,9 @@ def resolve_device(name: str) -> str:
         return name
     if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
         if not torch.cuda.is_available():
-            raise TrainerError(f"device '{name}' was asked for but CUDA is not available; use --device cpu or auto")
+            raise TrainerError(
+                f"device '{name}' was asked for but CUDA is not available; use --device cpu or auto"
+            )
         if ":" in name and int(name[5:]) >= torch.cuda.device_count():
             raise TrainerError(
                 f"device '{name}' does not exist: {torch.cuda.device_count()} CUDA device(s); use cuda:0..."
@@ -227,11 +242,15 @@ class TorchvisionTrainer:
     name: ClassVar[str] = "torchvision"
     Config: ClassVar[type] = TorchvisionConfig
 
-    def __init__(self, config: TorchvisionConfig | Mapping[str, Any], classes: Sequence[str], device: str = "auto"):
+    def __init__(
+        self, config: TorchvisionConfig | Mapping[str, Any], classes: Sequence[str], device: str = "auto"
+    ) -> None:
         if isinstance(config, Mapping):
             config = config_from_mapping(TorchvisionConfig, config, where="[trainer.torchvision]")
         if not isinstance(config, TorchvisionConfig):
-            raise ConfigError(f"torchvision trainer: expected a TorchvisionConfig, got {type(config).__name__}")
+            raise ConfigError(
+                f"torchvision trainer: expected a TorchvisionConfig, got {type(config).__name__}"
+            )
         classes = tuple(classes)
         if not classes or not all(isinstance(c, str) and c for c in classes):
             raise ConfigError(f"torchvision trainer: classes must be non-empty names, got {list(classes)}")
@@ -253,7 +272,8 @@ class TorchvisionTrainer:
         seed: int = 0,
         progress: bool = True,
     ) -> TrainResult:
-        """Fine-tune on ``train``, validating on ``val`` each epoch; continue an unfinished run in ``out_dir``."""
+        """Fine-tune on ``train``, validating on ``val`` each epoch; continue an unfinished run in
+        ``out_dir``. ``resume_from``: a previous checkpoint whose weights (not optimizer) start the run."""
         cfg = self.config
         train, val = list(train), list(val)
         if not train:
@@ -287,12 +307,7 @@ class TorchvisionTrainer:
             extra["new_box_predictor"] = _init_from_checkpoint(model, Path(resume_from), self.classes)
         model.to(device)
 
-        params = [p for p in model.parameters() if p.requires_grad]
-        lr = cfg.effective_lr
-        if cfg.optimizer == "sgd":
-            optimizer = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        else:
-            optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+        optimizer = _optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
         steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
         total_steps = cfg.epochs * steps_per_epoch
         if cfg.max_steps is not None:
@@ -313,13 +328,16 @@ class TorchvisionTrainer:
 
         loader_rng = torch.Generator()
         aug_rng = torch.Generator()
+        workers = _num_workers(cfg, device)
         loader = torch.utils.data.DataLoader(
-            ExampleImages(train, train_targets), batch_size=cfg.batch_size, shuffle=True, generator=loader_rng,
-            num_workers=cfg.num_workers, collate_fn=collate, pin_memory=device.type == "cuda",
+            ExampleImages(train, train_targets), batch_size=cfg.batch_size, shuffle=True,
+            generator=loader_rng,
+            num_workers=workers, persistent_workers=workers > 0, collate_fn=collate,
+            pin_memory=device.type == "cuda",
         )
         base_size = model.transform.min_size[-1]
         train_sizes = _jitter_sizes(base_size, cfg.scale_jitter) if cfg.augment else (base_size,)
-        stopped = None
+        stopped: str | None = None
         for epoch in range(loop["epoch"] + 1, cfg.epochs + 1):
             # Every random stream restarts from (seed, epoch): an interrupted run that continues
             # here draws exactly what the uninterrupted run would have drawn.
@@ -327,44 +345,23 @@ class TorchvisionTrainer:
             loader_rng.manual_seed(_derive(seed, epoch, 1))
             aug_rng.manual_seed(_derive(seed, epoch, 2))
             started = time.perf_counter()
-            model.train()
             model.transform.min_size = train_sizes
-            sums: dict[str, float] = {}
-            n_batches = 0
-            bar = tqdm(total=len(loader), desc=f"train {epoch}/{cfg.epochs}", disable=not progress, leave=False)
-            for images, targets in loader:
-                images, targets = _to_device(images, targets, device, aug_rng if cfg.augment else None)
-                with torch.autocast(device.type, enabled=use_amp):
-                    losses = model(images, targets)
-                    loss = sum(losses.values())
-                if not torch.isfinite(loss):
-                    raise TrainerError(
-                        f"training diverged at step {loop['steps'] + 1} (loss {float(loss)}); "
-                        f"lower lr (now {lr:g}) or set grad_clip_norm"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.grad_clip_norm is not None:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip_norm)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                loop["steps"] += 1
-                n_batches += 1
-                sums["loss"] = sums.get("loss", 0.0) + loss.item()
-                for key, value in losses.items():
-                    sums[key] = sums.get(key, 0.0) + value.item()
-                bar.update(1)
-                bar.set_postfix(loss=f"{sums['loss'] / n_batches:.3f}")
-                if cfg.max_steps is not None and loop["steps"] >= cfg.max_steps:
-                    stopped = "max_steps"
-                    break
-            bar.close()
-            model.transform.min_size = (base_size,)
+            bar = tqdm(
+                total=len(loader), desc=f"train {epoch}/{cfg.epochs}", disable=not progress, leave=False
+            )
+            try:
+                means, stopped = _train_one_epoch(
+                    model, loader, optimizer, scheduler, scaler, loop, cfg, device,
+                    aug_rng if cfg.augment else None, bar,
+                )
+            finally:
+                bar.close()
+                model.transform.min_size = (base_size,)
 
-            entry = {"epoch": float(epoch), "steps": float(loop["steps"]), "lr": optimizer.param_groups[0]["lr"]}
-            entry.update({k: v / max(n_batches, 1) for k, v in sums.items()})
+            entry = {
+                "epoch": float(epoch), "steps": float(loop["steps"]), "lr": optimizer.param_groups[0]["lr"]
+            }
+            entry.update(means)
             metric = None
             if val:
                 metrics = self._validate(model, val, progress)
@@ -478,14 +475,16 @@ class TorchvisionTrainer:
         device = next(model.parameters()).device
         use_amp = cfg.amp and device.type == "cuda"
         loader = torch.utils.data.DataLoader(
-            PathImages(paths, sizes), batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
+            PathImages(paths, sizes), batch_size=cfg.batch_size, shuffle=False,
+            num_workers=_num_workers(cfg, device),
             collate_fn=collate, pin_memory=device.type == "cuda",
         )
         was_training = model.training
         model.eval()
         out: list[Detections] = []
         try:
-            with torch.inference_mode(), tqdm(total=len(paths), desc=desc, disable=not progress, leave=False) as bar:
+            bar = tqdm(total=len(paths), desc=desc, disable=not progress, leave=False)
+            with torch.inference_mode(), bar:
                 for (batch,) in loader:
                     images = [img.to(device, non_blocking=True).float().div_(255) for img in batch]
                     if hflip:
@@ -513,6 +512,67 @@ class TorchvisionTrainer:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
+
+def _optimizer(cfg: TorchvisionConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """SGD with momentum (torchvision's detection recipe) or AdamW."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.effective_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    return torch.optim.AdamW(params, lr=cfg.effective_lr, weight_decay=cfg.weight_decay)
+
+
+def _train_one_epoch(
+    model: torch.nn.Module,
+    loader: torch.utils.data.DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    loop: dict[str, Any],
+    cfg: TorchvisionConfig,
+    device: torch.device,
+    aug_rng: torch.Generator | None,
+    bar: tqdm,
+) -> tuple[dict[str, float], str | None]:
+    """One pass over ``loader``; counts ``loop["steps"]``. Returns the mean losses and
+    "max_steps" when that cap was reached (else None)."""
+    model.train()
+    use_amp = scaler.is_enabled()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    sums: dict[str, float] = {}
+    n = 0
+    for images, targets in loader:
+        images, targets = _to_device(images, targets, device, aug_rng)
+        with torch.autocast(device.type, enabled=use_amp):
+            losses = model(images, targets)
+            loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            raise TrainerError(
+                f"training diverged at step {loop['steps'] + 1} (loss {loss.item()}); "
+                f"lower lr (now {cfg.effective_lr:g}) or set grad_clip_norm"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if cfg.grad_clip_norm is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        with warnings.catch_warnings():
+            # With AMP the scaler skips steps whose gradients overflowed; the schedule goes on.
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            scheduler.step()
+        loop["steps"] += 1
+        n += 1
+        sums["loss"] = sums.get("loss", 0.0) + loss.item()
+        for key, value in losses.items():
+            sums[key] = sums.get(key, 0.0) + value.item()
+        bar.update(1)
+        bar.set_postfix(loss=f"{sums['loss'] / n:.3f}")
+        if cfg.max_steps is not None and loop["steps"] >= cfg.max_steps:
+            return {k: v / n for k, v in sums.items()}, "max_steps"
+    return {k: v / max(n, 1) for k, v in sums.items()}, None
 
 
 def _frcnn_kwargs(cfg: TorchvisionConfig) -> dict[str, Any]:
@@ -547,7 +607,8 @@ def _load_checkpoint(path: Path, device: str) -> tuple[torch.nn.Module, tuple[st
     classes = tuple(ckpt["classes"])
     model = build_detector(
         config.model, len(classes) + 1, weights=config.weights, backbone_weights=config.backbone_weights,
-        trainable_backbone_layers=config.trainable_backbone_layers, load_weights=False, **_frcnn_kwargs(config),
+        trainable_backbone_layers=config.trainable_backbone_layers, load_weights=False,
+        **_frcnn_kwargs(config),
     )
     model.load_state_dict(ckpt["model"])
     return model.eval().to(device), classes, config
@@ -568,7 +629,9 @@ def _init_from_checkpoint(model: torch.nn.Module, path: Path, classes: tuple[str
     stored_classes = ckpt.get("classes") if isinstance(ckpt, dict) else None
     same_classes = stored_classes is None or tuple(stored_classes) == classes
     if not same_classes:
-        log.warning("%s has classes %s, not %s: the box predictor starts anew", path, stored_classes, list(classes))
+        log.warning(
+            "%s has classes %s, not %s: the box predictor starts anew", path, stored_classes, list(classes)
+        )
     return load_detector_state(model, state, source=str(path), same_classes=same_classes)
 
 
@@ -609,7 +672,9 @@ def _result(best_path: Path, last_path: Path, state: Mapping[str, Any]) -> Train
         steps=int(state["steps"]),
         best_metric=state["best_metric"],
         history=tuple(dict(h) for h in state["history"]),
-        extra={"stopped": state.get("stopped"), "best_epoch": state.get("best_epoch"), "last": str(last_path)},
+        extra={
+            "stopped": state.get("stopped"), "best_epoch": state.get("best_epoch"), "last": str(last_path)
+        },
     )
 
 
@@ -632,6 +697,12 @@ def _fingerprint(cfg: TorchvisionConfig, classes: Sequence[str], train: Sequence
         sort_keys=True, default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _num_workers(cfg: TorchvisionConfig, device: torch.device) -> int:
+    if cfg.num_workers is not None:
+        return cfg.num_workers
+    return min(4, os.cpu_count() or 1) if device.type == "cuda" else 0
 
 
 def _derive(seed: int, epoch: int, stream: int) -> int:
@@ -674,4 +745,11 @@ def _to_device(images, targets, device: torch.device, aug_rng: torch.Generator |
     return out_images, out_targets
 
 
-__all__ = ["CHECKPOINT_FORMAT", "MODELS", "TorchvisionConfig", "TorchvisionTrainer", "load_detector", "resolve_device"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "MODELS",
+    "TorchvisionConfig",
+    "TorchvisionTrainer",
+    "load_detector",
+    "resolve_device",
+]

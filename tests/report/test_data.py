@@ -193,3 +193,23 @@ def test_selected_percentile_counts_ties_half():
     assert tied.selected_percentile == pytest.approx(50.0)
     top = ScoreDistribution("s", np.arange(4), np.array([0.1, 0.2, 0.3, 0.9], np.float32), np.array([0.9], np.float32))
     assert top.selected_percentile == pytest.approx(87.5)
+
+
+def test_truncated_predictions_are_noted(report_project):
+    project = report_project(steps=1)
+    path = project.predictions_file(1)
+    path.write_bytes(path.read_bytes()[:100])
+    data = gather_report_data(project, 1)
+    assert "is unreadable" in data.notes["batch-boxes"]
+    assert all(b.boxes == () for b in data.batch)
+
+
+def test_huge_pools_are_subsampled_on_the_map(report_project, monkeypatch):
+    from alloop.report import data as report_data
+
+    monkeypatch.setattr(report_data, "MAP_MAX_POINTS", 10)
+    project = report_project(steps=1)
+    m = gather_report_data(project, 1).embedding_map
+    assert len(m.points) == 10 and m.subsampled_from == 16
+    assert int((m.status == "labeled").sum()) == 4 and int((m.status == "selected").sum()) == 4
+    assert "10 of 16 images drawn" in gather_report_data(project, 1).notes["embedding-map"]

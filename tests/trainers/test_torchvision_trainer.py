@@ -68,13 +68,15 @@ def make_example(root: Path, name: str, boxes: list[tuple[int, int, int, int, st
         draw.rectangle([x0, y0, x1 - 1, y1 - 1], fill=COLORS[label])
     path = root / name
     image.save(path)
-    ann = ImageAnnotation(name, size[0], size[1], tuple(Box(x0, y0, x1, y1, lab) for x0, y0, x1, y1, lab in boxes))
+    ann = ImageAnnotation(name, size[0], size[1], tuple(Box(*b) for b in boxes))
     return Example(path, ann)
 
 
 def tiny(**overrides) -> TorchvisionConfig:
-    values = dict(min_size=96, max_size=128, batch_size=2, epochs=1, warmup_steps=0, early_stopping_patience=None,
-                  rpn_pre_nms_top_n_train=100, rpn_post_nms_top_n_train=100, box_batch_size_per_image=32)
+    values = dict(
+        min_size=96, max_size=128, batch_size=2, epochs=1, warmup_steps=0, early_stopping_patience=None,
+        rpn_pre_nms_top_n_train=100, rpn_post_nms_top_n_train=100, box_batch_size_per_image=32,
+    )
     values.update(overrides)
     return TorchvisionConfig(**values)
 
@@ -141,7 +143,7 @@ def test_config_from_toml_table():
         ({"weights": "COCO_V9"}, "weights = 'COCO_V9' is neither a weights name \\(COCO_V1, DEFAULT\\)"),
         ({"backbone_weights": "IMAGENET9"}, "IMAGENET1K_V1"),
         ({"weights": "DEFAULT", "backbone_weights": "DEFAULT"}, "either weights .* or backbone_weights"),
-        ({"model": "fasterrcnn_mobilenet_v2_fpn", "weights": "DEFAULT"}, "has no torchvision detector weights"),
+        ({"model": "fasterrcnn_mobilenet_v2_fpn", "weights": "DEFAULT"}, "no torchvision detector weights"),
         ({"augment": "yes"}, "augment must be true or false"),
     ],
 )
@@ -191,12 +193,14 @@ def test_architectures_match_torchvision(name):
     ours = build_detector(name, 91, weights=None, backbone_weights=None, trainable_backbone_layers=None,
                           load_weights=False)
     theirs = getattr(tv_detection, name)(weights=None, weights_backbone=None, num_classes=91)
-    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+    shapes = {k: v.shape for k, v in ours.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in theirs.state_dict().items()}
 
 
 def test_mobilenet_v2_fpn_runs_on_a_small_image():
     model = build_detector("fasterrcnn_mobilenet_v2_fpn", 3, weights=None, backbone_weights=None,
-                           trainable_backbone_layers=None, load_weights=False, min_size=96, max_size=128).eval()
+                           trainable_backbone_layers=None, load_weights=False, min_size=96, max_size=128)
+    model.eval()
     features = model.backbone(torch.rand(1, 3, 96, 128))
     assert list(features) == ["0", "1", "pool"]
     assert features["0"].shape[-2:] == (6, 8)  # stride 16
@@ -220,17 +224,17 @@ def test_local_backbone_file_is_loaded(tmp_path):
 
     # alloop's self-supervised backbone format: {"arch", "state_dict"}, the head may be missing.
     ssl = tmp_path / "ssl.pth"
-    torch.save({"arch": "mobilenet_v2", "state_dict": {k: v for k, v in state.items() if k.startswith("features.")}},
-               ssl)
-    model = build_detector(cfg.model, 3, weights=None, backbone_weights=str(ssl), trainable_backbone_layers=None,
-                           load_weights=True)
+    features_only = {k: v for k, v in state.items() if k.startswith("features.")}
+    torch.save({"arch": "mobilenet_v2", "state_dict": features_only}, ssl)
+    model = build_detector(cfg.model, 3, weights=None, backbone_weights=str(ssl),
+                           trainable_backbone_layers=None, load_weights=True)
     assert torch.equal(model.backbone.body["0"][0].weight, state["features.0.0.weight"])
 
     wrong = tmp_path / "wrong.pth"
     torch.save({"arch": "resnet18", "state_dict": state}, wrong)
     with pytest.raises(TrainerError, match="are for 'resnet18'.*backbone is 'mobilenet_v2'"):
-        build_detector(cfg.model, 3, weights=None, backbone_weights=str(wrong), trainable_backbone_layers=None,
-                       load_weights=True)
+        build_detector(cfg.model, 3, weights=None, backbone_weights=str(wrong),
+                       trainable_backbone_layers=None, load_weights=True)
 
 
 def test_backbone_weights_by_name_come_from_the_hub_cache():
@@ -256,6 +260,17 @@ def test_weights_not_in_hub_cache_say_where_to_put_them(tmp_path):
     assert "--weights none" in message and "local .pth" in message
     assert not (tmp_path / "run" / "last.pt").exists()
 
+    # Following the advice (the file copied into the cache) makes the same config work, offline.
+    coco = tv_detection.fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None, weights_backbone=None, num_classes=91
+    )
+    expected.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(coco.state_dict(), expected)
+    model = build_detector(cfg.model, 3, weights=cfg.weights, backbone_weights=None,
+                           trainable_backbone_layers=None, load_weights=True)
+    assert torch.equal(model.rpn.head.cls_logits.weight, coco.rpn.head.cls_logits.weight)
+    assert model.roi_heads.box_predictor.cls_score.out_features == 3
+
 
 def test_missing_weights_file_names_the_file(tmp_path):
     missing = tmp_path / "nowhere" / "detector.pth"
@@ -264,18 +279,21 @@ def test_missing_weights_file_names_the_file(tmp_path):
     with pytest.raises(TrainerError, match=re.escape(f"weights file {missing} does not exist")):
         trainer.train(train, val, tmp_path / "run", progress=False)
     with pytest.raises(TrainerError, match="backbone_weights file .*missing.pth does not exist"):
-        build_detector("fasterrcnn_mobilenet_v2_fpn", 3, weights=None, backbone_weights=str(tmp_path / "missing.pth"),
-                       trainable_backbone_layers=None, load_weights=True)
+        build_detector("fasterrcnn_mobilenet_v2_fpn", 3, weights=None,
+                       backbone_weights=str(tmp_path / "missing.pth"), trainable_backbone_layers=None,
+                       load_weights=True)
 
 
 def test_torchvision_coco_checkpoint_loads_with_a_new_box_predictor(tmp_path):
     """A torchvision-format detector file (91 COCO classes) seeds everything but the predictor."""
     torch.manual_seed(0)
-    coco = tv_detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None, num_classes=91)
+    coco = tv_detection.fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None, weights_backbone=None, num_classes=91
+    )
     file = tmp_path / "coco.pth"
     torch.save(coco.state_dict(), file)
-    model = build_detector("fasterrcnn_mobilenet_v3_large_320_fpn", 3, weights=str(file), backbone_weights=None,
-                           trainable_backbone_layers=None, load_weights=True)
+    model = build_detector("fasterrcnn_mobilenet_v3_large_320_fpn", 3, weights=str(file),
+                           backbone_weights=None, trainable_backbone_layers=None, load_weights=True)
     assert torch.equal(model.rpn.head.conv[0][0].weight, coco.rpn.head.conv[0][0].weight)
     assert torch.equal(model.backbone.body["0"][0].weight, coco.backbone.body["0"][0].weight)
     assert torch.equal(model.roi_heads.box_head.fc6.weight, coco.roi_heads.box_head.fc6.weight)
@@ -431,7 +449,8 @@ def test_unknown_label_class_fails_before_any_work(tmp_path):
 
 def test_same_seed_gives_identical_weights(tmp_path):
     train, _ = dataset(tmp_path / "images")
-    trainer = TorchvisionTrainer(tiny(batch_size=1, max_steps=3), CLASSES, "cpu")
+    # one loading process: decoding in workers must not change what is drawn
+    trainer = TorchvisionTrainer(tiny(batch_size=1, max_steps=3, num_workers=1), CLASSES, "cpu")
     runs = [trainer.train(train, [], tmp_path / f"run{i}", seed=seed, progress=False) for i, seed in
             enumerate([7, 7, 8])]
     assert all(r.steps == 3 for r in runs)
@@ -491,6 +510,30 @@ def test_resume_from_starts_from_the_previous_checkpoint(trained, tmp_path):
     out = one_class.train(yellow_only, [], tmp_path / "other", resume_from=result.checkpoint, progress=False)
     assert out.extra["new_box_predictor"] is True
     assert weights_of(out.checkpoint)["roi_heads.box_predictor.cls_score.weight"].shape[0] == 2
+
+
+@pytest.mark.slow
+def test_early_stopping_when_val_map_stalls(tmp_path):
+    """A frozen backbone and lr 1e-9 keep val mAP flat: best at epoch 1, stop after 2 more."""
+    train, val = dataset(tmp_path / "images")
+    cfg = tiny(model="fasterrcnn_mobilenet_v2_fpn", backbone_weights=str(offline_mobilenet_v2()),
+               trainable_backbone_layers=0, optimizer="adamw", lr=1e-9, batch_size=3, augment=False,
+               epochs=10, early_stopping_patience=2)
+    trainer = TorchvisionTrainer(cfg, CLASSES, "cpu")
+    result = trainer.train(train, val, tmp_path / "run", progress=False)
+    assert result.epochs == 3 and result.extra["stopped"] == "early_stopping"
+    assert result.extra["best_epoch"] == 1
+    assert torch.load(result.checkpoint, map_location="cpu", weights_only=True)["epoch"] == 1
+    maps = [h["val_map"] for h in result.history]
+    assert maps[1] <= maps[0] and maps[2] <= maps[0]
+
+    # A val set without boxes has no mAP: nothing to stop on, best.pt follows the latest epoch.
+    no_boxes = [make_example(tmp_path / "images", "bg.png", [], seed=5)]
+    flat = TorchvisionTrainer(dataclasses.replace(cfg, epochs=2), CLASSES, "cpu").train(
+        train, no_boxes, tmp_path / "run2", progress=False
+    )
+    assert flat.best_metric is None and flat.epochs == 2
+    assert torch.load(flat.checkpoint, map_location="cpu", weights_only=True)["epoch"] == 2
 
 
 @pytest.mark.slow
