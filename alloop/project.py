@@ -64,10 +64,10 @@ class ProjectConfig:
                 "init_method": self.init_method,
                 "method": self.selection_method,
                 "score": self.score,
-                **({"options": dict(self.selection_options)} if self.selection_options else {}),
+                **({"options": _tomlable(self.selection_options)} if self.selection_options else {}),
             },
-            "embedder": {"name": self.embedder, **({"options": dict(self.embedder_options)} if self.embedder_options else {})},
-            "trainer": {"name": self.trainer, **({"options": dict(self.trainer_options)} if self.trainer_options else {})},
+            "embedder": {"name": self.embedder, **({"options": _tomlable(self.embedder_options)} if self.embedder_options else {})},
+            "trainer": {"name": self.trainer, **({"options": _tomlable(self.trainer_options)} if self.trainer_options else {})},
         }
         if self.image_url_prefix:
             doc["project"]["image_url_prefix"] = self.image_url_prefix
@@ -280,6 +280,11 @@ def load_config(path: Path) -> ProjectConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file or restore it from git/backup") from exc
     return ProjectConfig.from_toml(doc, where=str(path))
+
+
+def _tomlable(options: dict[str, Any]) -> dict[str, Any]:
+    """TOML has no null: an option set to None is written as "none" (read back as None)."""
+    return {k: ("none" if v is None else list(v) if isinstance(v, tuple) else v) for k, v in options.items()}
 
 
 def _config_header() -> str:

@@ -81,6 +81,8 @@ def config_from_mapping(config_cls: type, values: Mapping[str, Any], *, where: s
         raise ConfigError(
             f"{where}: unknown option(s) {', '.join(unknown)}; known options are {', '.join(sorted(known))}"
         )
+    # TOML has no null, so "none" stands for None in alloop.toml and on the command line.
+    values = {k: (None if isinstance(v, str) and v.strip().lower() == "none" else v) for k, v in values.items()}
     try:
         return config_cls(**values)
     except (TypeError, ValueError) as exc:

@@ -347,7 +347,7 @@ class TorchvisionTrainer:
             started = time.perf_counter()
             model.transform.min_size = train_sizes
             bar = tqdm(
-                total=len(loader), desc=f"train {epoch}/{cfg.epochs}", disable=not progress, leave=False
+                total=len(loader), desc=f"train {epoch}/{cfg.epochs}", disable=None if progress else True, leave=False
             )
             try:
                 means, stopped = _train_one_epoch(
@@ -483,7 +483,7 @@ class TorchvisionTrainer:
         model.eval()
         out: list[Detections] = []
         try:
-            bar = tqdm(total=len(paths), desc=desc, disable=not progress, leave=False)
+            bar = tqdm(total=len(paths), desc=desc, disable=None if progress else True, leave=False)
             with torch.inference_mode(), bar:
                 for (batch,) in loader:
                     images = [img.to(device, non_blocking=True).float().div_(255) for img in batch]
