@@ -448,8 +448,8 @@ def simulate(
 
     r = _run(go)
     table = Table(title="label efficiency (test mAP@0.5)")
-    for col in ("method", "final mAP@0.5", "AUC", "labels to reach random's final", "share of random's labels"):
-        table.add_column(col)
+    for col in ("method", "final mAP@.5", "AUC", "labels to match random", "of random's"):
+        table.add_column(col, no_wrap=True)
     for row in r.summary.to_dict("records"):
         table.add_row(row["method"], f"{row['final_map50']:.3f} ± {row['final_map50_std']:.3f}",
                       f"{row['auc']:.3f} ± {row['auc_std']:.3f}", f"{row['labels_to_reach_random_final']:.0f}",

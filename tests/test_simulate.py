@@ -1,0 +1,79 @@
+"""`alloop simulate`: curve analysis by hand, and a tiny end-to-end run from the CLI."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from alloop.cli import app
+from alloop.errors import ConfigError
+from alloop.simulate import area_under_curve, labels_to_reach, summarise, SimulationPlan
+
+
+def test_labels_to_reach_interpolates():
+    n = np.array([10.0, 20.0, 30.0])
+    assert labels_to_reach(n, np.array([0.2, 0.4, 0.6]), 0.5) == pytest.approx(25.0)
+    assert labels_to_reach(n, np.array([0.6, 0.7, 0.8]), 0.5) == 10.0
+    assert math.isinf(labels_to_reach(n, np.array([0.1, 0.2, 0.3]), 0.5))
+
+
+def test_area_under_curve_is_the_mean_height():
+    assert area_under_curve(np.array([0.0, 10.0]), np.array([0.2, 0.4])) == pytest.approx(0.3)
+
+
+def test_summary_compares_with_random():
+    rows = []
+    for seed in (0, 1):
+        for n, r, c in ((10, 0.1, 0.2), (20, 0.2, 0.4), (30, 0.4, 0.5)):
+            rows.append({"method": "random", "seed": seed, "round": n // 10, "n_labeled": n, "map50": r, "map": r / 2})
+            rows.append({"method": "coral", "seed": seed, "round": n // 10, "n_labeled": n, "map50": c, "map": c / 2})
+    s = summarise(pd.DataFrame(rows)).set_index("method")
+    assert s.loc["random", "share_of_random_labels"] == pytest.approx(1.0)
+    assert s.loc["coral", "labels_to_reach_random_final"] == pytest.approx(20.0)
+    assert s.loc["coral", "share_of_random_labels"] == pytest.approx(20 / 30)
+    assert s.loc["coral", "auc"] > s.loc["random", "auc"]
+
+
+def test_plan_validation(tmp_path):
+    with pytest.raises(ConfigError, match="test-fraction"):
+        SimulationPlan(images=tmp_path, ground_truth=tmp_path / "gt.json", out=tmp_path, test_fraction=1.5)
+    with pytest.raises(ConfigError, match="positive"):
+        SimulationPlan(images=tmp_path, ground_truth=tmp_path / "gt.json", out=tmp_path, rounds=0)
+
+
+def test_unreadable_ground_truth_is_one_line_error(tmp_path, orchard):
+    bad = tmp_path / "gt.json"
+    bad.write_text("{not json")
+    result = CliRunner().invoke(app, ["simulate", "--images", str(orchard / "images"), "--labels", str(bad),
+                                      "--out", str(tmp_path / "sim"), "--quiet"])
+    assert result.exit_code == 1 and "not a readable COCO ground truth" in result.output
+
+
+@pytest.mark.slow
+def test_tiny_simulation_from_the_cli(tmp_path, orchard):
+    args = ["simulate", "--images", str(orchard / "images"), "--labels", str(orchard / "annotations.json"),
+            "--out", str(tmp_path / "sim"), "--budget-per-round", "4", "--rounds", "2", "--methods", "random,coral",
+            "--seeds", "1", "--embedder", "backbone", "-E", "arch=\"mobilenet_v3_small\"", "-E", "weights=\"none\"",
+            "-E", "image_size=32", "-T", "weights=\"none\"", "-T", "epochs=1", "-T", "max_steps=2",
+            "-T", "min_size=96", "-T", "max_size=128", "--device", "cpu", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    curves = pd.read_csv(tmp_path / "sim" / "curves.csv")
+    assert sorted(curves["method"].unique()) == ["coral", "random"]
+    assert len(curves) == 4 and curves["map50"].between(0, 1).all()
+    # Both methods started from the same first batch: same labeled count after round 1.
+    first = curves[curves["round"] == 1].set_index("method")["n_labeled"]
+    assert first["random"] == first["coral"] == 4
+    assert (tmp_path / "sim" / "learning_curve.png").stat().st_size > 1000
+    assert "labels to match random" in result.output and "AUC" in result.output
+    # Test images never enter the pool.
+    test_names = {p.name for p in (tmp_path / "sim" / "test").rglob("*.jpg")}
+    pool_names = {p.name for p in (tmp_path / "sim" / "pool").rglob("*.jpg")}
+    assert test_names and not (test_names & pool_names)
+    # Rerunning continues: nothing to do, same curves.
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and len(pd.read_csv(tmp_path / "sim" / "curves.csv")) == 4
