@@ -18,6 +18,7 @@ import tomli_w
 
 from alloop import atomic
 from alloop.errors import ConfigError, LockError, ProjectError
+from alloop.score import DEFAULT_SCORE
 from alloop.store import Store
 
 CONFIG_FILE = "alloop.toml"
@@ -37,7 +38,7 @@ class ProjectConfig:
     image_url_prefix: str | None = None          # where Label Studio can fetch images (http://host:port/)
     selection_method: str = "coral"              # for `step`; init uses coreset unless told otherwise
     init_method: str = "coreset"
-    score: str = "entropy:max"
+    score: str = DEFAULT_SCORE
     selection_options: dict[str, Any] = field(default_factory=dict)   # e.g. {alpha = 0.5}
     embedder: str = "ssl"
     embedder_options: dict[str, Any] = field(default_factory=dict)
@@ -107,7 +108,7 @@ class ProjectConfig:
                 image_url_prefix=p.get("image_url_prefix"),
                 init_method=str(s.get("init_method", "coreset")),
                 selection_method=str(s.get("method", "coral")),
-                score=str(s.get("score", "entropy:max")),
+                score=str(s.get("score", DEFAULT_SCORE)),
                 selection_options=dict(s.get("options", {})),
                 embedder=str(e.get("name", "ssl")),
                 embedder_options=dict(e.get("options", {})),

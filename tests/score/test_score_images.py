@@ -25,7 +25,7 @@ BOX_SCORES = ["least_confidence", "margin", "entropy", "objectness_least_confide
 
 
 def test_parse_specs_and_default():
-    assert parse_score_spec(DEFAULT_SCORE) == ("entropy", "max")
+    assert parse_score_spec(DEFAULT_SCORE) == ("entropy", "mean")
     assert parse_score_spec("margin:topk3") == ("margin", "topk3")
     assert parse_score_spec("object_frequency") == ("object_frequency", "")
     assert parse_score_spec("tta_consistency") == ("tta_consistency", "")
