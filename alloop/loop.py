@@ -272,6 +272,7 @@ def step(
     progress: bool = True,
     device: str | None = None,
     annotator: Callable[[Project, Sequence[ImageRow]], Path] | None = None,
+    infer_pool: bool = True,
 ) -> StepResult:
     """One turn of the loop after a labeling round (see the module docstring for the stages)."""
     if n <= 0:
@@ -384,13 +385,18 @@ def step(
         # -- infer ------------------------------------------------------------------------
         candidates = _candidates(store)
 
+        # Pool predictions feed the scores, the pre-annotations and the report. A simulation of a
+        # method that uses no scores may skip them (infer_pool=False) to save most of a step's time.
+        run_inference = infer_pool or "scores" in available_methods()[method]
+
         def infer_stage(finish: Callable) -> None:
-            paths = [project.image_root / r.path for r in candidates]
+            paths = [project.image_root / r.path for r in candidates] if run_inference else []
+            ids = [r.id for r in candidates] if run_inference else []
             dets = trainer.predict(checkpoint, paths, progress=progress) if paths else []
             flipped = None
             if needs_flipped([score]):
                 flipped = trainer.predict(checkpoint, paths, hflip=True, progress=progress) if paths else []
-            save_predictions(project.predictions_file(it), [r.id for r in candidates], dets,
+            save_predictions(project.predictions_file(it), ids, dets,
                              num_classes=len(classes), flipped=flipped)
             finish({"images": len(paths), "boxes": int(sum(len(d) for d in dets)),
                     "file": project.relpath(project.predictions_file(it))})

@@ -54,6 +54,7 @@ class SimulationPlan:
     initial: int | None = None          # size of the shared first batch (default: budget_per_round)
     init_method: str = "random"         # the shared first batch is method-neutral by default
     test_fraction: float = 0.2
+    split_seed: int = 0                 # the test split does not depend on the run seeds, so runs merge
     score: str | None = None
     config: ProjectConfig | None = None
 
@@ -183,7 +184,11 @@ def plot_curves(curves: pd.DataFrame, path: Path, metric: str = "map50") -> Path
     """mAP vs labeled images, mean ± std over seeds, one line per method."""
     if curves.empty:
         return None
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # the figures are optional; the CSVs carry the same numbers
+        log.warning("matplotlib is not installed: no learning-curve plot")
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -225,7 +230,7 @@ def _prepare_split(plan: SimulationPlan, out: Path) -> tuple[Path, Path, Path]:
     names = sorted(img["file_name"] for img in images)
     if len(names) < 4:
         raise LabelError(f"{plan.ground_truth}: only {len(names)} images; a simulation needs a pool and a test split")
-    rng = random.Random(f"test-split:{plan.seeds[0]}")
+    rng = random.Random(f"test-split:{plan.split_seed}")
     test_names = set(rng.sample(names, max(1, int(round(plan.test_fraction * len(names))))))
     src = Path(plan.images)
     for name in names:
@@ -282,8 +287,9 @@ def _step_once(run: Path, oracle: GroundTruthOracle, rnd: int, plan: SimulationP
     def annotate(project: Project, rows: Sequence[Any]) -> Path:
         return oracle.label([r.path for r in rows], run / "labels" / f"round-{rnd}.json")
 
+    # Methods that use no scores do not need the pool inference (the test-set evaluation is separate).
     return loop.step(run, labels=None, n=plan.budget_per_round, method=method, score=plan.score,
-                     progress=progress, annotator=annotate)
+                     progress=progress, annotator=annotate, infer_pool=False)
 
 
 def _evaluate_on_test(run: Path, iteration: int, test: _TestSet) -> dict[str, Any]:

@@ -6,7 +6,7 @@ set -euo pipefail
 WHEELS="${WHEELS:-}"
 OUT="${OUT:-/tmp/alloop-cuda}"
 if [ -n "$WHEELS" ]; then
-    python3 -m pip install -q --no-index --find-links "$WHEELS" pycocotools typer tomli-w rich tqdm
+    python3 -m pip install -q --no-index --find-links "$WHEELS" pycocotools typer tomli-w rich tqdm pandas
     python3 -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
 fi
 python3 - "$OUT" "${WHEELS:+$WHEELS/mobilenet_v2-b0353104.pth}" <<'PY'

@@ -39,9 +39,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--budget", type=int, default=20, help="labels per round")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed … first-seed+seeds-1")
+    p.add_argument("--merge", type=Path, nargs="+",
+                   help="only summarise: merge the curves.csv of these --out folders (runs split across processes)")
     p.add_argument("--methods", default="random,coreset,coral")
     p.add_argument("--score", default=None, help="coral's score NAME:AGG (default: the project default)")
     p.add_argument("--epochs", type=int, default=6, help="detector epochs per round (fine-tuned from the last round)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="cap on training steps per round (each round fine-tunes the last round's model)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--out", type=Path, default=Path("bench-label-efficiency"))
@@ -51,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        return _merge(args)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     if args.images is None:
@@ -63,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         images, labels, min_side, max_side = args.images, args.labels, 320, 320
     trainer: dict = {"epochs": args.epochs, "batch_size": 4, "min_size": min_side, "max_size": max_side,
                      "early_stopping_patience": None}
+    if args.max_steps:
+        trainer["max_steps"] = args.max_steps
     backbone = offline_imagenet_backbone()
     embedder: dict = {"epochs": 5, "image_size": 64}
     embedder_name = "ssl"
@@ -73,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     config = ProjectConfig(image_root=".", device=args.device, embedder=embedder_name, embedder_options=embedder,
                            trainer_options=trainer)
     plan = SimulationPlan(images=images, ground_truth=labels, out=args.out, budget_per_round=args.budget,
-                          rounds=args.rounds, methods=tuple(args.methods.split(",")), seeds=tuple(range(args.seeds)),
+                          rounds=args.rounds, methods=tuple(args.methods.split(",")), seeds=tuple(range(args.first_seed, args.first_seed + args.seeds)),
                           score=args.score, config=config)
     result = simulate(plan, progress=False, echo=lambda m: print(m, flush=True))
     minutes = (time.perf_counter() - t0) / 60
@@ -88,6 +97,28 @@ def main(argv: list[str] | None = None) -> int:
           f"device {args.device}; curves {result.curves_csv}, plot {result.plot}")
     if args.results_md:
         _append_results(args, result, table, stds, minutes)
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from alloop.simulate import SimulationResult, summarise
+
+    curves = pd.concat([pd.read_csv(d / "curves.csv") for d in args.merge]).sort_values(["method", "seed", "round"])
+    summary = summarise(curves)
+    args.out.mkdir(parents=True, exist_ok=True)
+    curves.to_csv(args.out / "curves.csv", index=False)
+    summary.to_csv(args.out / "summary.csv", index=False)
+    means = mean_curves(curves)
+    table = means.pivot(index="n_labeled", columns="method", values="mean")
+    stds = means.pivot(index="n_labeled", columns="method", values="std")
+    print(table.round(3).astype(str).add(" ± ").add(stds.round(3).astype(str)).to_string())
+    print("\n" + summary.round(3).to_string(index=False))
+    args.seeds = curves["seed"].nunique()
+    if args.results_md:
+        result = SimulationResult(curves, summary, args.out / "curves.csv", args.out / "summary.csv", None)
+        _append_results(args, result, table, stds, float("nan"))
     return 0
 
 

@@ -51,7 +51,7 @@ def test_init_then_two_steps(tmp_path, orchard, tiny_config, make_labels):
 
     # Round 2: label everything queued (the straggler and the new batch).
     labels = make_labels(orchard / "annotations.json", _queued(proj), tmp_path / "round2.json")
-    r2 = loop.step(proj, labels=labels, n=4, progress=False)
+    r2 = loop.step(proj, labels=labels, n=4, score="tta_consistency", progress=False)
     assert r2.iteration == 2 and r2.imported["new"] == 6
 
     with Project.open(proj, lock=False) as p:
@@ -64,7 +64,9 @@ def test_init_then_two_steps(tmp_path, orchard, tiny_config, make_labels):
         it2 = s.iteration(2)
         assert it2.status == "done" and it2.checkpoint and (proj / it2.checkpoint).exists()
         assert set(s.stages(2)) == set(loop.STEP_STAGES)
-        assert "entropy:max" in s.score_names(2) and "least_confidence:max" in s.score_names(2)
+        assert "tta_consistency" in s.score_names(2) and "least_confidence:max" in s.score_names(2)
+        assert s.iteration(2).score_spec == "tta_consistency"
+        assert s.tag("iteration-2").options["score"] == "tta_consistency"
         gt = json.loads((orchard / "annotations.json").read_text())
         n_gt = {img["file_name"]: 0 for img in gt["images"]}
         by_id = {img["id"]: img["file_name"] for img in gt["images"]}

@@ -52,7 +52,7 @@ from alloop.select.base import (
     make_selection,
     torch_device,
 )
-from alloop.select.coreset import MinDistanceIndex, as_tensor, closest_to_mean, default_hot_size, full_precision
+from alloop.select.coreset import MinDistanceIndex, as_tensor, closest_to_mean, default_hot_size, engine_settings
 
 DEFAULT_ALPHA = 0.5
 
@@ -142,7 +142,7 @@ def coral_greedy(
     dists = np.empty(k, dtype=np.float32)
     objs = np.empty(k, dtype=np.float32)
 
-    with full_precision():
+    with engine_settings() as threads:
         x = as_tensor(embeddings, dev)
         sb_t = torch.as_tensor(snorm, device=dev).mul_(1.0 - alpha)  # the score term, (1 - alpha) * s
         q_t: torch.Tensor | None = None
@@ -158,7 +158,9 @@ def coral_greedy(
         # Balance rescores every row each pick: keep all rows exact (hot_size >= n means all hot).
         hs = n if use_balance else (hot_size or default_hot_size(k))
         first_cand = eligible if n_eligible else pool
-        index = MinDistanceIndex(x, first_cand, np.flatnonzero(labeled), hot_size=hs, capacity=k)
+        index = MinDistanceIndex(
+            x, first_cand, np.flatnonzero(labeled), hot_size=hs, capacity=k, gemm_threads=threads
+        )
 
         def priority(u: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
             v2 = float(torch.where(cand, u, -math.inf).max())

@@ -40,17 +40,39 @@ def default_hot_size(k: int) -> int:
 
 
 @contextlib.contextmanager
-def full_precision() -> Iterator[None]:
-    """Exact float32 matmuls (no TF32 / bf16 shortcuts) while selecting; restores the user's setting."""
+def engine_settings() -> Iterator[int]:
+    """Exact float32 matmuls (no TF32 / bf16) and one intra-op thread while selecting; restores both.
+
+    The per-pick work is a few small ops on the hot set: with several threads each op pays a
+    synchronisation that costs more than it saves, and on a shared CPU one descheduled thread stalls
+    every op. Only the large GEMMs of :meth:`MinDistanceIndex.sync` use the caller's thread count,
+    which this yields.
+    """
     old = torch.get_float32_matmul_precision()
     old_tf32 = torch.backends.cuda.matmul.allow_tf32
+    threads = torch.get_num_threads()
     torch.set_float32_matmul_precision("highest")
     torch.backends.cuda.matmul.allow_tf32 = False
+    torch.set_num_threads(1)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_float32_matmul_precision(old)
+        torch.backends.cuda.matmul.allow_tf32 = old_tf32
+
+
+@contextlib.contextmanager
+def gemm_threads(n: int) -> Iterator[None]:
+    """Use n intra-op threads inside (for big matrix products), then go back to the current count."""
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
     try:
         yield
     finally:
-        torch.set_float32_matmul_precision(old)
-        torch.backends.cuda.matmul.allow_tf32 = old_tf32
+        if n != before:
+            torch.set_num_threads(before)
 
 
 def as_tensor(embeddings: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -81,6 +103,7 @@ class MinDistanceIndex:
         *,
         hot_size: int,
         capacity: int,
+        gemm_threads: int = 1,
     ) -> None:
         n = x.shape[0]
         dev = x.device
@@ -96,6 +119,7 @@ class MinDistanceIndex:
         self.n_centers = len(centers)
         self.synced = 0  # centers applied to every row of u
         self.hot_size = int(hot_size)
+        self.gemm_threads = int(gemm_threads)
         self.rebuilds = 0
         self._picks_since_rebuild = 0
         self.priority: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
@@ -117,7 +141,14 @@ class MinDistanceIndex:
         if self.all_hot:  # all rows are hot and already current
             self.synced = n_c
             return
-        for a in range(self.synced, n_c, CENTER_CHUNK):
+        with gemm_threads(self.gemm_threads):
+            self._apply_centers(self.synced, n_c)
+        self.synced = n_c
+
+    def _apply_centers(self, start: int, stop: int) -> None:
+        """u = min(u, ||x - c||^2) for centers [start, stop) over all rows, in (row x center) tiles."""
+        n_c = stop
+        for a in range(start, stop, CENTER_CHUNK):
             c = self.cidx[a : min(a + CENTER_CHUNK, n_c)]
             xc, sqc = self.x[c].T.contiguous(), self.sq[c].unsqueeze(0)
             for s in range(0, self.n, ROW_CHUNK):
@@ -126,7 +157,6 @@ class MinDistanceIndex:
                 g = torch.addmm(sqc, self.x[s:e], xc, beta=1.0, alpha=-2.0)
                 d2 = g.amin(dim=1).add_(self.sq[s:e]).clamp_min_(0.0)
                 torch.minimum(self.u[s:e], d2, out=self.u[s:e])
-        self.synced = n_c
 
     def rebuild(self) -> None:
         """Sync all rows, then take as hot the top ``hot_size`` candidates by u and by ``self.priority(u, cand)``.
@@ -262,10 +292,10 @@ def k_center_greedy(
     labeled = np.asarray(labeled, dtype=bool)
     cand = ~labeled
     k = int(min(k, int(cand.sum())))
-    with full_precision():
+    with engine_settings() as threads:
         x = as_tensor(embeddings, dev)
         hs = hot_size or default_hot_size(k)
-        index = MinDistanceIndex(x, cand, np.flatnonzero(labeled), hot_size=hs, capacity=k)
+        index = MinDistanceIndex(x, cand, np.flatnonzero(labeled), hot_size=hs, capacity=k, gemm_threads=threads)
         picks = np.empty(k, dtype=np.int64)
         dists = np.empty(k, dtype=np.float32)
         start = 0

@@ -1,0 +1,194 @@
+"""Selection engine benchmark: alloop's exact greedy k-center vs lightly-mundig, a plain torch loop,
+CORAL and random. Prints a table (seconds, peak extra memory, ratio vs lightly-mundig, k-center radius).
+
+Each case runs in its own subprocess so peak memory is that case's alone: the peak resident set size
+(Linux VmHWM, reset after the embeddings are built) minus the resident size before the run.
+
+    python benchmarks/select_bench.py                              # N = 100 000, D = 128, k = 1 000
+    python benchmarks/select_bench.py --sizes 1000000 --methods coreset coral random mundig
+
+lightly-mundig is a dev/bench extra (``pip install lightly-mundig``); alloop never imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+METHODS = ("mundig", "coreset", "plain", "coral", "random")
+
+
+def make_embeddings(kind: str, n: int, d: int, seed: int = 0) -> np.ndarray:
+    """(n, d) float32 unit rows: 'uniform' on the sphere, or 'clustered' (100 Gaussian blobs, sigma 0.3)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d), dtype=np.float32)
+    if kind == "clustered":
+        centers = rng.standard_normal((100, d), dtype=np.float32)
+        x *= 0.3
+        for s in range(0, n, 65536):  # chunked: no N x D temporaries on top of x
+            x[s : s + 65536] += centers[rng.integers(0, 100, min(65536, n - s))]
+    for s in range(0, n, 65536):
+        x[s : s + 65536] /= np.linalg.norm(x[s : s + 65536], axis=1, keepdims=True)
+    return x
+
+
+def kcenter_radius(x: np.ndarray, centers: np.ndarray) -> float:
+    """max over non-centers of the Euclidean distance to the nearest center, float64-checked on the argmax."""
+    import torch
+
+    xt = torch.from_numpy(x)
+    c = xt[torch.as_tensor(np.array(centers))]
+    csq = (c * c).sum(1)
+    mask = np.ones(len(x), bool)
+    mask[centers] = False
+    best, arg = -1.0, -1
+    for s in range(0, len(x), 8192):
+        xs = xt[s : s + 8192]
+        d2 = ((xs * xs).sum(1, keepdim=True) + csq - 2 * xs @ c.T).amin(1).clamp_min(0)
+        d2[torch.as_tensor(~mask[s : s + 8192])] = -1
+        j = int(torch.argmax(d2))
+        if float(d2[j]) > best:
+            best, arg = float(d2[j]), s + j
+    exact = ((x[arg].astype(np.float64) - x[centers].astype(np.float64)) ** 2).sum(1).min()
+    return math.sqrt(exact)
+
+
+def _rss_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as f:  # "5" resets VmHWM to the current RSS
+        f.write("5")
+
+
+def plain_loop(x: np.ndarray, k: int, device: str) -> np.ndarray:
+    """The textbook loop: one N x D matrix-vector product per pick (the memory-bound baseline)."""
+    import torch
+
+    xt = torch.from_numpy(x).to(device)
+    sq = (xt * xt).sum(1)
+    u = torch.full((len(x),), math.inf, device=device)
+    picks = [0]
+    for _ in range(k - 1):
+        c = picks[-1]
+        torch.minimum(u, (sq - 2 * torch.mv(xt, xt[c]) + sq[c]).clamp_min_(0), out=u)
+        u[c] = -1
+        picks.append(int(torch.argmax(u)))
+    return np.array(picks)
+
+
+def run_case(kind: str, n: int, d: int, k: int, method: str, device: str, threads: int = 0) -> dict:
+    """One measurement in this process; returns a JSON-able row."""
+    import torch
+
+    from alloop.select import SelectionInputs, select
+
+    if threads:
+        torch.set_num_threads(threads)
+    x = make_embeddings(kind, n, d)
+    scores = np.random.default_rng(1).gamma(2.0, size=n)
+    labeled = np.zeros(n, bool)
+    matrix_mb = x.nbytes / 2**20
+    row: dict = {"data": kind, "N": n, "D": d, "k": k, "method": method, "device": device}
+    row["torch_threads"] = torch.get_num_threads()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    _reset_peak()
+    base = _rss_mb("VmRSS")
+    extra = {}
+    t0 = time.perf_counter()
+    if method == "mundig":
+        import lightly_mundig
+
+        sel = lightly_mundig.Selection()
+        sel.add_diversifying_strategy(x, 1.0)
+        t1 = time.perf_counter()
+        picks = np.array(sel.run_selection([], n, k), dtype=np.int64)
+        t2 = time.perf_counter()
+        extra = {"setup_s": t1 - t0, "run_s": t2 - t1}
+        seconds = t2 - t1  # the selection itself; setup (copying the embeddings into Rust) reported apart
+    elif method == "plain":
+        picks = plain_loop(x, k, device)
+        seconds = time.perf_counter() - t0
+    else:
+        s = select(method, k, SelectionInputs(x, labeled, scores), device=device)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        picks = s.indices
+    row["seconds"] = seconds
+    row.update(extra)
+    row["peak_extra_mb"] = _rss_mb("VmHWM") - base
+    if device.startswith("cuda"):
+        row["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    row["matrix_mb"] = matrix_mb
+    row["radius"] = kcenter_radius(x, picks)
+    row["first_picks"] = picks[:5].tolist()
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[100_000])
+    p.add_argument("--dim", type=int, default=128)
+    p.add_argument("--k", type=int, default=1000)
+    p.add_argument("--data", nargs="+", default=["uniform", "clustered"], choices=["uniform", "clustered"])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    p.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case, print JSON
+    a = p.parse_args()
+    if a.case:
+        kind, n, method = a.case.split(",")
+        print(json.dumps(run_case(kind, int(n), a.dim, a.k, method, a.device, a.threads)))
+        return
+    import torch
+
+    threads = a.threads or torch.get_num_threads()
+    print(f"# {platform.machine()} {os.cpu_count()} cores, torch {torch.__version__} with {threads} intra-op threads")
+    print(f"# lightly-mundig uses all cores (rayon); python {platform.python_version()}; load {os.getloadavg()[0]:.2f}")
+    print(f"# command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
+    print("| data | N | D | k | method | seconds | peak extra MB (x matrix) | vs mundig | k-center radius |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for kind in a.data:
+        for n in a.sizes:
+            ref = None
+            for method in a.methods:
+                cmd = [sys.executable, __file__, "--case", f"{kind},{n},{method}", "--dim", str(a.dim)]
+                cmd += ["--k", str(a.k), "--device", a.device, "--threads", str(a.threads)]
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                if out.returncode != 0:
+                    print(f"| {kind} | {n} | {a.dim} | {a.k} | {method} | failed: {out.stderr.strip()[-200:]} |")
+                    continue
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                if method == "mundig":
+                    ref = r["seconds"]
+                secs = f"{r['seconds']:.2f}"
+                if method == "mundig":
+                    secs += f" (+{r['setup_s']:.2f} setup)"
+                ratio = f"{r['seconds'] / ref:.3f}" if ref else "-"
+                mem = f"{r['peak_extra_mb']:.0f} ({r['peak_extra_mb'] / r['matrix_mb']:.2f}x)"
+                if "gpu_peak_mb" in r:
+                    mem += f", GPU {r['gpu_peak_mb']:.0f}"
+                print(
+                    f"| {kind} | {n} | {a.dim} | {a.k} | {method} | {secs} | {mem} | {ratio} | {r['radius']:.4f} |",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
