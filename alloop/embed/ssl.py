@@ -9,7 +9,8 @@ The trained backbone is saved as ``work_dir/ssl_backbone.pth``::
 
     {"format": "alloop-ssl-1", "arch": ..., "state_dict": <full torchvision classification model's
      state dict; the classifier head stays at its random init>, "method": ..., "image_size": ...,
-     "epochs": ..., "n_images": ..., "seed": ..., "config": {...}, "config_hash": ..., "history": [...]}
+     "epochs": ..., "n_images": ..., "seed": ..., "config": {...}, "config_hash": ...,
+     "history": [mean loss per epoch], "weights_sha256": <digest of the state dict's tensors>}
 
 so ``torchvision.models.get_model(arch).load_state_dict(ckpt["state_dict"])`` works with strict keys,
 and the torchvision trainer can start its detector backbone from it (transfer from the user's own
@@ -19,6 +20,7 @@ pool with the same config is not retrained (the backbone still embeds new images
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
@@ -37,7 +39,7 @@ from tqdm.auto import tqdm
 
 from alloop import atomic
 from alloop.embed.classifiers import ClassifierFeatures, check_arch, load_classifier
-from alloop.embed.stream import DECODE_ERRORS, PREPROCESS_VERSION, embed_images, file_sha256, fingerprint, open_rgb
+from alloop.embed.stream import DECODE_ERRORS, PREPROCESS_VERSION, embed_images, fingerprint, open_rgb
 from alloop.errors import EmbedError
 
 log = logging.getLogger(__name__)
@@ -112,7 +114,9 @@ class SSLEmbedder:
                 raise EmbedError(f"ssl training needs at least 2 images, got {len(paths)}; add images to the pool")
             self._train(paths, seed, config_hash, progress)
         self._seed = seed
-        self._checkpoint_sha = file_sha256(self.checkpoint)
+        # The weights' own digest, stored at save time: the file's bytes also hold the temp name
+        # torch.save wrote it under, so two identical trainings would hash differently.
+        self._checkpoint_sha = str(_read_checkpoint(self.checkpoint)["weights_sha256"])
         self._net = None
 
     def key(self) -> str:
@@ -214,6 +218,7 @@ class SSLEmbedder:
             "config": asdict(cfg),
             "config_hash": config_hash,
             "history": history,
+            "weights_sha256": state_digest(full.state_dict()),
         }
         self.work_dir.mkdir(parents=True, exist_ok=True)
         with atomic.atomic_path(self.checkpoint) as tmp:
@@ -223,12 +228,22 @@ class SSLEmbedder:
         )
 
 
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """Hex SHA-256 of a state dict's names, dtypes, shapes and values (independent of file layout)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
 def _read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise EmbedError(f"{path}: cannot read the ssl checkpoint ({exc}); delete it to retrain".replace("\n", " ")) from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "state_dict" not in ckpt:
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "weights_sha256" not in ckpt:
         raise EmbedError(f"{path} is not an alloop ssl checkpoint ({CHECKPOINT_FORMAT}); delete it to retrain")
     return ckpt
 
@@ -312,4 +327,4 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
             random.setstate(py_state)
 
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "SSLConfig", "SSLEmbedder"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "SSLConfig", "SSLEmbedder", "state_digest"]

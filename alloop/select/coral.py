@@ -156,7 +156,7 @@ def coral_greedy(
             q_t = torch.as_tensor(q, dtype=torch.float32, device=dev)
             totals = counts[labeled].sum(0)
         # Balance rescores every row each pick: keep all rows exact (hot_size >= n means all hot).
-        hs = n if use_balance else (hot_size or default_hot_size(k))
+        hs = n if use_balance else (hot_size or default_hot_size(k, n, dev))
         first_cand = eligible if n_eligible else pool
         index = MinDistanceIndex(
             x, first_cand, np.flatnonzero(labeled), hot_size=hs, capacity=k, gemm_threads=threads

@@ -34,9 +34,10 @@ ROW_CHUNK = 4096
 MEAN_CHUNK = 8192
 
 
-def default_hot_size(k: int) -> int:
-    """Initial hot-set size: 4k rows (at least 4096); the greedy usually takes ~k picks from the top."""
-    return max(4096, 4 * int(k))
+def default_hot_size(k: int, n: int, device: torch.device) -> int:
+    """Initial hot-set size: on CPU 4k rows (at least 4096; the greedy usually takes ~k picks from the
+    top); on CUDA all n rows, since reading N x D per pick is cheap at GPU bandwidth and skips rebuilds."""
+    return n if device.type == "cuda" else max(4096, 4 * int(k))
 
 
 @contextlib.contextmanager
@@ -233,8 +234,9 @@ class MinDistanceIndex:
     def hot_farthest(self) -> tuple[int, float]:
         """(position in the hot set, squared distance) of the hot candidate farthest from the centers."""
         vals = torch.where(self.hcand, self.uh, -math.inf)
-        j = int(torch.argmax(vals))  # first maximum: the lowest row
-        return j, float(vals[j])
+        j = torch.argmax(vals)  # first maximum: the lowest row
+        v, jf = torch.stack([vals[j].double(), j.double()]).tolist()  # one device -> host copy
+        return int(jf), v
 
     def farthest(self) -> tuple[int, float]:
         """Exact (row, squared distance) of the candidate farthest from its nearest center; (-1, -inf) if none."""
@@ -294,7 +296,7 @@ def k_center_greedy(
     k = int(min(k, int(cand.sum())))
     with engine_settings() as threads:
         x = as_tensor(embeddings, dev)
-        hs = hot_size or default_hot_size(k)
+        hs = hot_size or default_hot_size(k, len(x), dev)
         index = MinDistanceIndex(x, cand, np.flatnonzero(labeled), hot_size=hs, capacity=k, gemm_threads=threads)
         picks = np.empty(k, dtype=np.int64)
         dists = np.empty(k, dtype=np.float32)
