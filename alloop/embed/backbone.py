@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import torch
 
 from alloop.embed.classifiers import ClassifierFeatures, check_arch, load_classifier, weights_identity
 from alloop.embed.stream import PREPROCESS_VERSION, embed_images, fingerprint
@@ -85,5 +86,5 @@ class BackboneEmbedder:
         if self._net is None:
             self.key()  # validates arch and weights before the (slower) model build
             model = load_classifier(self.config.arch, self.config.weights)
-            self._net = ClassifierFeatures(model).to(self.device).eval()
+            self._net = ClassifierFeatures(model).to(self.device, memory_format=torch.channels_last).eval()
         return self._net

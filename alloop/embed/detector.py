@@ -137,5 +137,5 @@ class DetectorEmbedder:
             if self._image_size is None:
                 self._image_size = int(transform.min_size[0])
             self._mean_std = (list(transform.image_mean), list(transform.image_std))
-            self._net = _PooledFPN(model.backbone, self.config.levels).eval()
+            self._net = _PooledFPN(model.backbone, self.config.levels).to(memory_format=torch.channels_last).eval()
         return self._net

@@ -136,7 +136,7 @@ class SSLEmbedder:
             with torch.random.fork_rng(devices=[]):  # the init is overwritten; keep the caller's RNG
                 model = torchvision.models.get_model(ckpt["arch"], weights=None)
             model.load_state_dict(ckpt["state_dict"])
-            self._net = ClassifierFeatures(model).to(self.device).eval()
+            self._net = ClassifierFeatures(model).to(self.device, memory_format=torch.channels_last).eval()
         return embed_images(
             images,
             self._net,

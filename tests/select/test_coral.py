@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -188,13 +189,24 @@ def test_balance_matches_brute_force(lam: float) -> None:
     np.testing.assert_allclose(sel.objective, want_obj, rtol=1e-5)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("balance", [0.0, 0.5])
+def test_cuda_gives_the_cpu_picks(balance: float) -> None:
+    rng = np.random.default_rng(13)
+    x = rng.integers(-4, 5, (1500, 8)).astype(np.float32)
+    s, labeled = rng.integers(0, 50, 1500).astype(float), rng.random(1500) < 0.05
+    counts = rng.integers(0, 3, (1500, 3)).astype(float)
+    inp = SelectionInputs(x, labeled, s, counts)
+    cpu = select("coral", 60, inp, balance=balance, hot_size=64)
+    gpu = select("coral", 60, inp, balance=balance, device="cuda")
+    np.testing.assert_array_equal(cpu.indices, gpu.indices)
+
+
 def test_class_rarity_is_one_for_the_rarest_class() -> None:
     np.testing.assert_allclose(class_rarity(np.array([0.0, 1.0, 4.0])), [1.0, 0.5, 0.2])
 
 
 def test_pareto_front_keeps_the_max_of_any_increasing_objective() -> None:
-    import torch
-
     rng = np.random.default_rng(9)
     d, s = torch.from_numpy(rng.random(500).astype(np.float32)), torch.from_numpy(rng.random(500).astype(np.float32))
     fd, fs = pareto_front(d, s)

@@ -142,3 +142,5 @@ def test_cuda_gives_the_cpu_picks() -> None:
     cpu, _ = k_center_greedy(x, 100, labeled, device="cpu", hot_size=64)
     gpu, _ = k_center_greedy(x, 100, labeled, device="cuda", hot_size=64)
     np.testing.assert_array_equal(cpu, gpu)
+    gpu_all_hot, _ = k_center_greedy(x, 100, labeled, device="cuda")  # CUDA default: every row hot
+    np.testing.assert_array_equal(cpu, gpu_all_hot)
