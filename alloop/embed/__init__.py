@@ -7,10 +7,10 @@ pyproject.toml and loaded the same way as third-party ones, so there is one code
 from __future__ import annotations
 
 from collections.abc import Mapping
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from alloop import plugins
 from alloop.embed.base import Embedder
 from alloop.errors import EmbedError
 
@@ -19,22 +19,12 @@ GROUP = "alloop.embedders"
 
 def available_embedders() -> dict[str, str]:
     """Installed embedder names mapped to their ``module:Class`` entry point."""
-    return {ep.name: ep.value for ep in entry_points(group=GROUP)}
+    return plugins.installed(GROUP)
 
 
 def load_embedder(name: str) -> type:
     """The embedder class registered as ``name``; an unknown name lists what is installed."""
-    for ep in entry_points(group=GROUP):
-        if ep.name == name:
-            try:
-                return ep.load()
-            except Exception as exc:  # a broken plugin must not read as "unknown"
-                raise EmbedError(f"embedder '{name}' ({ep.value}) failed to load: {exc}") from exc
-    known = ", ".join(sorted(available_embedders())) or "none"
-    raise EmbedError(
-        f"unknown embedder '{name}'; installed embedders: {known}. "
-        f"Install a plugin package that registers one under the '{GROUP}' entry-point group"
-    )
+    return plugins.load(GROUP, name, kind="embedder", error=EmbedError)
 
 
 def build_embedder(

@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torchvision
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -106,7 +107,7 @@ class SSLEmbedder:
         check_arch(self.config.arch)
         seed = self.config.seed if self.config.seed is not None else seed
         config_hash = self._config_hash(seed)
-        if self.checkpoint.is_file() and _read_checkpoint(self.checkpoint).get("config_hash") == config_hash:
+        if self._trained_with(config_hash):
             log.info("ssl: %s already trained with this config; not retraining", self.checkpoint)
         else:
             paths = [Path(p) for p in images]
@@ -148,6 +149,15 @@ class SSLEmbedder:
             desc=f"embed ssl-{self.config.method}",
         )
 
+    def _trained_with(self, config_hash: str) -> bool:
+        if not self.checkpoint.is_file():
+            return False
+        try:
+            return _read_checkpoint(self.checkpoint).get("config_hash") == config_hash
+        except EmbedError as exc:  # unreadable or foreign: it is ours to replace
+            log.warning("ssl: %s; retraining", exc)
+            return False
+
     def _config_hash(self, seed: int) -> str:
         cfg = asdict(self.config)
         cfg["seed"] = seed
@@ -179,7 +189,7 @@ class SSLEmbedder:
             steps = cfg.epochs * len(loader)
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
             history: list[float] = []
-            with tqdm(total=steps, desc=f"ssl {cfg.method} {cfg.arch}", unit="step", disable=not progress) as bar:
+            with tqdm(total=steps, desc=f"ssl {cfg.method} {cfg.arch}", unit="step", disable=None if progress else True) as bar:
                 for epoch in range(cfg.epochs):
                     total = 0.0
                     for views, index, errors in loader:
@@ -263,8 +273,6 @@ class _Views(Dataset):
         try:
             img = open_rgb(self.paths[index], self.min_side)
         except DECODE_ERRORS as exc:
-            from PIL import Image
-
             blank = Image.new("RGB", (self.min_side, self.min_side))
             return self.transform(blank), index, f"{exc}".replace("\n", " ") or type(exc).__name__
         return self.transform(img), index, ""

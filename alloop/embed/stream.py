@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from alloop.errors import EmbedError
+from alloop.images import sha256_of
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -120,7 +121,7 @@ def embed_images(
         pin_memory=dev.type == "cuda",
     )
     out: np.ndarray | None = None
-    with torch.inference_mode(), tqdm(total=len(paths), desc=desc, unit="img", disable=not progress) as bar:
+    with torch.inference_mode(), tqdm(total=len(paths), desc=desc, unit="img", disable=None if progress else True) as bar:
         for pixels, index, errors in loader:
             for i, err in zip(index.tolist(), errors):
                 if err:
@@ -148,10 +149,5 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes (streamed)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+# One hashing function for the whole project (images, weights files, checkpoints).
+file_sha256 = sha256_of

@@ -15,14 +15,14 @@ from alloop.select.base import (
     MISSING_HINTS,
     Selection,
     SelectionInputs,
-    Selector,
     SelectionWarning,
+    Selector,
     check_inputs,
     check_k,
     torch_device,
 )
 from alloop.select.coral import DEFAULT_ALPHA, coral_greedy, run_coral
-from alloop.select.coreset import k_center_greedy, run_coreset
+from alloop.select.coreset import DEFAULT_THREADS, k_center_greedy, run_coreset
 from alloop.select.random import random_sample, run_random
 
 __all__ = [
@@ -46,7 +46,9 @@ def register(selector: Selector) -> None:
     """Add a strategy to the registry (built-ins below; a plugin may add more)."""
     unknown = [n for n in selector.needs if n not in MISSING_HINTS]
     if unknown:
-        raise SelectionError(f"selector {selector.name!r} needs unknown inputs {unknown}; known: {sorted(MISSING_HINTS)}")
+        raise SelectionError(
+            f"selector {selector.name!r} needs unknown inputs {unknown}; known: {sorted(MISSING_HINTS)}"
+        )
     _REGISTRY[selector.name] = selector
 
 
@@ -55,7 +57,7 @@ register(
     Selector(
         "coreset",
         ("embeddings",),
-        MappingProxyType({"hot_size": None}),
+        MappingProxyType({"hot_size": None, "threads": DEFAULT_THREADS}),
         run_coreset,
         "greedy k-center on embeddings (Sener & Savarese 2018), exact",
     )
@@ -64,7 +66,15 @@ register(
     Selector(
         "coral",
         ("embeddings", "scores"),
-        MappingProxyType({"alpha": DEFAULT_ALPHA, "min_score": None, "balance": 0.0, "hot_size": None}),
+        MappingProxyType(
+            {
+                "alpha": DEFAULT_ALPHA,
+                "score_threshold": None,
+                "balance": 0.0,
+                "hot_size": None,
+                "threads": DEFAULT_THREADS,
+            }
+        ),
         run_coral,
         "greedy alpha * normalised distance + (1 - alpha) * normalised uncertainty",
     )

@@ -35,7 +35,9 @@ class Selection:
     """The picks in order, with the distance and score that chose each, for the report."""
 
     indices: np.ndarray  # (k,) int64 row positions into the N inputs, in pick order
-    distances: np.ndarray  # (k,) float32 min distance to labeled+selected at the pick (nan: unused, inf: no center yet)
+    distances: (
+        np.ndarray
+    )  # (k,) float32 min distance to labeled+selected at the pick (nan: unused, inf: no center yet)
     scores: np.ndarray  # (k,) float32 score of the pick (nan when no scores)
     method: str
     options: Mapping[str, Any] = field(default_factory=dict)  # resolved options, for the report
@@ -57,7 +59,8 @@ class Selector:
 MISSING_HINTS: Mapping[str, str] = MappingProxyType(
     {
         "embeddings": "embeddings; run `alloop embed` first",
-        "scores": "uncertainty scores; run `alloop step` once with a trained model or choose --method coreset",
+        "scores": "uncertainty scores; run `alloop step` once with a trained model "
+        "or choose --method coreset",
         "predicted_classes": "predicted classes per image; run `alloop step` once with a trained model "
         "or leave the balance option at 0",
     }
@@ -89,7 +92,8 @@ def check_inputs(inputs: SelectionInputs, needs: tuple[str, ...]) -> np.ndarray:
     labeled = np.asarray(inputs.labeled)
     if labeled.ndim != 1 or labeled.dtype != np.bool_:
         raise SelectionError(
-            f"labeled must be a 1-D bool array (one flag per image), got dtype {labeled.dtype} shape {labeled.shape}"
+            "labeled must be a 1-D bool array (one flag per image), "
+            f"got dtype {labeled.dtype} shape {labeled.shape}"
         )
     n = len(labeled)
     if inputs.embeddings is not None:

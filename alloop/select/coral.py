@@ -17,12 +17,13 @@ images (d_i -> 0) -- the failure of pure uncertainty sampling, whose batches fil
 hard images. alpha = 1 is coreset (same picks), alpha = 0 is pure top-score.
 
 Options:
-- ``min_score``: candidates whose raw score is below it are skipped. If fewer than k remain, a
+- ``score_threshold``: candidates whose raw score is below it are skipped. If fewer than k remain, a
   :class:`SelectionWarning` says so and the batch is filled by continuing the same greedy objective over
   the images below the threshold (the batch keeps its size and its diversity with respect to what was
   already picked; the report can tell the filled picks by their score).
-- ``balance`` (lambda in [0, 1]): objective = (1 - lambda) * objective + lambda * b_i with
-  b_i = sum_c q_ic * r_c, q_ic = image i's share of confident predicted boxes in class c, and
+- ``balance`` (lambda in [0, 1]; ``true`` means 0.5, ``false`` 0):
+  objective = (1 - lambda) * objective + lambda * b_i with b_i = sum_c q_ic * r_c, where
+  q_ic = image i's share of confident predicted boxes in class c, and
   r_c = min_c' pi_c' / pi_c the rarity of c among labeled + selected boxes, pi_c = (T_c + 1) / (sum T + C)
   (Laplace-smoothed class shares of ``predicted_classes`` rows of labeled + selected images; the loop
   may put ground-truth counts in labeled rows). b_i = 1 when all of i's boxes are of the rarest class,
@@ -52,9 +53,18 @@ from alloop.select.base import (
     make_selection,
     torch_device,
 )
-from alloop.select.coreset import MinDistanceIndex, as_tensor, closest_to_mean, default_hot_size, engine_settings
+from alloop.select.coreset import (
+    MinDistanceIndex,
+    as_tensor,
+    closest_to_mean,
+    default_hot_size,
+    DEFAULT_THREADS,
+    check_engine_options,
+    engine_settings,
+)
 
 DEFAULT_ALPHA = 0.5
+DEFAULT_BALANCE = 0.5  # the weight `balance=true` stands for
 
 
 def normalised_scores(scores: np.ndarray, pool: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -68,7 +78,7 @@ def normalised_scores(scores: np.ndarray, pool: np.ndarray) -> tuple[np.ndarray,
 
 
 def class_rarity(totals: np.ndarray) -> np.ndarray:
-    """r_c = min pi / pi_c with pi_c = (T_c + 1) / (sum T + C): 1 for the rarest class, less for common ones."""
+    """r_c = min pi / pi_c, pi_c = (T_c + 1) / (sum T + C): 1 for the rarest class, less for common ones."""
     pi = (np.asarray(totals, dtype=np.float64) + 1.0) / (float(np.sum(totals)) + len(totals))
     return pi.min() / pi
 
@@ -107,11 +117,12 @@ def coral_greedy(
     labeled: np.ndarray,
     *,
     alpha: float = DEFAULT_ALPHA,
-    min_score: float | None = None,
+    score_threshold: float | None = None,
     balance: float = 0.0,
     predicted_classes: np.ndarray | None = None,
     device: str = "cpu",
     hot_size: int | None = None,
+    threads: int = DEFAULT_THREADS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """Greedy argmax of (1 - lambda) * (alpha * d / max d + (1 - alpha) * s) + lambda * b, k times.
 
@@ -126,12 +137,12 @@ def coral_greedy(
     k = int(min(k, int(pool.sum())))
     snorm, lo, hi = normalised_scores(scores, np.flatnonzero(pool))
     raw = np.asarray(scores, dtype=np.float64)
-    eligible = pool & (raw >= min_score) if min_score is not None else pool.copy()
+    eligible = pool & (raw >= score_threshold) if score_threshold is not None else pool.copy()
     n_eligible = int(eligible.sum())
     if n_eligible < k:
         warnings.warn(
-            f"coral: only {n_eligible} unlabeled images score >= min_score {min_score}; the other "
-            f"{k - n_eligible} picks continue the same greedy objective over the images below it",
+            f"coral: only {n_eligible} unlabeled images score >= score_threshold {score_threshold}; "
+            f"the other {k - n_eligible} picks continue the same greedy objective over the images below it",
             SelectionWarning,
             stacklevel=4,
         )
@@ -142,7 +153,7 @@ def coral_greedy(
     dists = np.empty(k, dtype=np.float32)
     objs = np.empty(k, dtype=np.float32)
 
-    with engine_settings() as threads:
+    with engine_settings(threads) as gemm:
         x = as_tensor(embeddings, dev)
         sb_t = torch.as_tensor(snorm, device=dev).mul_(1.0 - alpha)  # the score term, (1 - alpha) * s
         q_t: torch.Tensor | None = None
@@ -159,7 +170,7 @@ def coral_greedy(
         hs = n if use_balance else (hot_size or default_hot_size(k, n, dev))
         first_cand = eligible if n_eligible else pool
         index = MinDistanceIndex(
-            x, first_cand, np.flatnonzero(labeled), hot_size=hs, capacity=k, gemm_threads=threads
+            x, first_cand, np.flatnonzero(labeled), hot_size=hs, capacity=k, gemm_threads=gemm
         )
 
         def priority(u: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
@@ -214,11 +225,13 @@ def coral_greedy(
                     d = index.uh.sqrt()
                     obj = torch.where(index.hcand, objective(d, hot_s, dmax, alpha), -math.inf)
                     j = int(torch.argmax(obj))  # first maximum: the lowest row
-                    bound = float(objective(front_d, front_s, dmax, alpha).max()) if len(front_d) else -math.inf
+                    bound = (
+                        float(objective(front_d, front_s, dmax, alpha).max()) if len(front_d) else -math.inf
+                    )
                     if float(obj[j]) > bound or attempt == 1:
                         break
                     # A cold row might beat the hot best: bring all rows up to date, re-rank, retry.
-                    # After the rebuild every cold objective is below the hot threshold, so attempt 1 is final.
+                    # After the rebuild every cold objective is below the hot threshold: attempt 1 is final.
                     index.rebuild()
                 i = int(index.hot_np[j])
             picks[t], dists[t], objs[t] = i, float(d[j]), float(obj[j])
@@ -237,38 +250,46 @@ def run_coral(
     seed: int = 0,
     device: str = "cpu",
     alpha: float = DEFAULT_ALPHA,
-    min_score: float | None = None,
-    balance: float = 0.0,
+    score_threshold: float | None = None,
+    balance: float | bool = 0.0,
     hot_size: int | None = None,
+    threads: int = DEFAULT_THREADS,
 ) -> Selection:
     """The ``coral`` selector (deterministic: ``seed`` unused)."""
     assert inputs.embeddings is not None and inputs.scores is not None
     alpha = _unit_interval("alpha", alpha)
+    if isinstance(balance, bool):  # `-o balance=true` switches it on at the default weight
+        balance = DEFAULT_BALANCE if balance else 0.0
     balance = _unit_interval("balance", balance)
-    if min_score is not None:
+    if isinstance(score_threshold, bool):
+        raise SelectionError(f"coral option score_threshold must be a number, got {score_threshold!r}")
+    if score_threshold is not None:
         try:
-            min_score = float(min_score)
+            score_threshold = float(score_threshold)
         except (TypeError, ValueError):
-            raise SelectionError(f"coral option min_score must be a number, got {min_score!r}") from None
-        if not math.isfinite(min_score):
-            raise SelectionError(f"coral option min_score must be finite, got {min_score}")
+            raise SelectionError(
+                f"coral option score_threshold must be a number, got {score_threshold!r}"
+            ) from None
+        if not math.isfinite(score_threshold):
+            raise SelectionError(f"coral option score_threshold must be finite, got {score_threshold}")
     if balance > 0 and inputs.predicted_classes is None:
         raise SelectionError(f"coral balance={balance} needs {MISSING_HINTS['predicted_classes']}")
-    if hot_size is not None and (isinstance(hot_size, bool) or not isinstance(hot_size, int) or hot_size < 1):
-        raise SelectionError(f"coral option hot_size must be a positive integer, got {hot_size!r}")
+    check_engine_options("coral", hot_size, threads)
     picks, dists, objs, info = coral_greedy(
         inputs.embeddings,
         inputs.scores,
         k,
         inputs.labeled,
         alpha=alpha,
-        min_score=min_score,
+        score_threshold=score_threshold,
         balance=balance,
         predicted_classes=inputs.predicted_classes,
         device=device,
         hot_size=hot_size,
+        threads=threads,
     )
-    options: dict[str, Any] = {"alpha": alpha, "min_score": min_score, "balance": balance, **info}
+    options: dict[str, Any] = {"alpha": alpha, "score_threshold": score_threshold, "balance": balance}
+    options.update(info, threads=threads)
     if hot_size is not None:
         options["hot_size"] = hot_size
     return make_selection("coral", picks, dists, inputs.scores, options, objective=objs)

@@ -1,7 +1,8 @@
 """Coreset selection: exact greedy k-center (Sener & Savarese, ICLR 2018) on embeddings.
 
 Each pick is the candidate farthest from its nearest center, argmax_i min_{c in C} ||x_i - x_c||,
-where C starts as the labeled set and grows by every pick.
+where C starts as the labeled set and grows by every pick. With nothing labeled the first pick is the
+candidate closest to the mean (:func:`closest_to_mean`). Ties go to the lowest row.
 
 The engine (:class:`MinDistanceIndex`) stays exact but avoids the plain loop's N x D read per pick.
 Min-distances only shrink as centers are added, so a stale value is an upper bound. The engine keeps
@@ -10,7 +11,14 @@ at every pick) and leaves the *cold* rest stale, remembering the largest stale v
 from the hot set is provably the global argmax while it beats ``tau``; when it no longer does, the cold
 rows are brought up to date against all the centers they missed in a few large GEMMs (compute-bound
 instead of memory-bound) and the hot set is chosen again. The distance work per (row, center) pair is
-done once either way; what changes is that most of it runs as matrix products.
+done once either way; what changes is that most of it runs as matrix products. (Triangle-inequality
+pruning, as in Elkan's k-means, was not needed: on unit vectors in 128-D it prunes nothing for
+uniform data, and the GEMMs make the distance work cheap.)
+
+"Exact" means: the same picks as a full pass per pick over float32 distances
+||x||^2 + ||c||^2 - 2 x.c (the brute force in float64 agrees except where two candidates are within
+float32 rounding, ~1e-7, of each other). On CUDA every row is kept hot by default: at GPU bandwidth
+a full pass per pick is cheap.
 """
 
 from __future__ import annotations
@@ -40,25 +48,32 @@ def default_hot_size(k: int, n: int, device: torch.device) -> int:
     return n if device.type == "cuda" else max(4096, 4 * int(k))
 
 
+DEFAULT_THREADS = 1
+
+
 @contextlib.contextmanager
-def engine_settings() -> Iterator[int]:
+def engine_settings(threads: int = DEFAULT_THREADS) -> Iterator[int]:
     """Exact float32 matmuls (no TF32 / bf16) and one intra-op thread while selecting; restores both.
 
     The per-pick work is a few small ops on the hot set: with several threads each op pays a
-    synchronisation that costs more than it saves, and on a shared CPU one descheduled thread stalls
-    every op. Only the large GEMMs of :meth:`MinDistanceIndex.sync` use the caller's thread count,
-    which this yields.
+    synchronisation that costs more than it saves. Only the large GEMMs of
+    :meth:`MinDistanceIndex.sync` may use more: ``threads`` of them (0: torch's current setting),
+    which this yields. The default is 1 because on a shared CPU one descheduled OpenMP thread stalls
+    every parallel op: on the 2-core benchmark machine, busy with other jobs, 2 threads made the
+    selection 2-4x slower than 1 (benchmarks/RESULTS.md). On a dedicated many-core machine and a
+    large N, raise it.
     """
     old = torch.get_float32_matmul_precision()
     old_tf32 = torch.backends.cuda.matmul.allow_tf32
-    threads = torch.get_num_threads()
+    before = torch.get_num_threads()
+    threads = threads or before
     torch.set_float32_matmul_precision("highest")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.set_num_threads(1)
     try:
         yield threads
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
         torch.set_float32_matmul_precision(old)
         torch.backends.cuda.matmul.allow_tf32 = old_tf32
 
@@ -160,7 +175,7 @@ class MinDistanceIndex:
                 torch.minimum(self.u[s:e], d2, out=self.u[s:e])
 
     def rebuild(self) -> None:
-        """Sync all rows, then take as hot the top ``hot_size`` candidates by u and by ``self.priority(u, cand)``.
+        """Sync all rows; the hot set is the top ``hot_size`` candidates by u and by ``priority(u, cand)``.
 
         Every cold candidate ends strictly below the hot threshold of each ranking, so a hot argmax
         that beats the cold bounds is the global one.
@@ -239,7 +254,7 @@ class MinDistanceIndex:
         return int(jf), v
 
     def farthest(self) -> tuple[int, float]:
-        """Exact (row, squared distance) of the candidate farthest from its nearest center; (-1, -inf) if none."""
+        """Exact (row, squared distance) of the candidate farthest from the centers; (-1, -inf) if none."""
         if len(self.hot):
             j, v = self.hot_farthest()
             if v > self.tau:  # every cold value is <= tau, and only shrinks
@@ -254,6 +269,16 @@ class MinDistanceIndex:
         return self.u[torch.as_tensor(rows, device=self.x.device)].sqrt().cpu().numpy()
 
 
+def check_engine_options(method: str, hot_size: Any, threads: Any) -> None:
+    """hot_size: None or an int >= 1; threads: an int >= 0 (0: torch's current setting)."""
+    if hot_size is not None and (isinstance(hot_size, bool) or not isinstance(hot_size, int) or hot_size < 1):
+        raise SelectionError(f"{method} option hot_size must be a positive integer, got {hot_size!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise SelectionError(
+            f"{method} option threads must be an integer >= 0 (0: torch's setting), got {threads!r}"
+        )
+
+
 def closest_to_mean(x: torch.Tensor, candidates: np.ndarray | torch.Tensor) -> int:
     """The "medoid" first pick: the candidate nearest (Euclidean) to the candidates' mean; ties: lowest row.
 
@@ -261,7 +286,11 @@ def closest_to_mean(x: torch.Tensor, candidates: np.ndarray | torch.Tensor) -> i
     Computed as argmin ||n x - sum||^2 in float64 (n = candidate count), which is exact for small
     integer embeddings, so only true ties are decided by row order.
     """
-    cand = torch.as_tensor(np.asarray(candidates, dtype=bool)) if isinstance(candidates, np.ndarray) else candidates
+    cand = (
+        torch.as_tensor(np.asarray(candidates, dtype=bool))
+        if isinstance(candidates, np.ndarray)
+        else candidates
+    )
     cand = cand.to(x.device)
     n_cand = int(cand.sum())
     total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
@@ -284,6 +313,7 @@ def k_center_greedy(
     *,
     device: str = "cpu",
     hot_size: int | None = None,
+    threads: int = DEFAULT_THREADS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact greedy k-center: k times pick argmax_i min_{c in labeled+picked} ||x_i - x_c||.
 
@@ -294,10 +324,10 @@ def k_center_greedy(
     labeled = np.asarray(labeled, dtype=bool)
     cand = ~labeled
     k = int(min(k, int(cand.sum())))
-    with engine_settings() as threads:
+    with engine_settings(threads) as gemm:
         x = as_tensor(embeddings, dev)
         hs = hot_size or default_hot_size(k, len(x), dev)
-        index = MinDistanceIndex(x, cand, np.flatnonzero(labeled), hot_size=hs, capacity=k, gemm_threads=threads)
+        index = MinDistanceIndex(x, cand, np.flatnonzero(labeled), hot_size=hs, capacity=k, gemm_threads=gemm)
         picks = np.empty(k, dtype=np.int64)
         dists = np.empty(k, dtype=np.float32)
         start = 0
@@ -320,14 +350,16 @@ def run_coreset(
     seed: int = 0,
     device: str = "cpu",
     hot_size: int | None = None,
+    threads: int = DEFAULT_THREADS,
 ) -> Selection:
     """The ``coreset`` selector: :func:`k_center_greedy` from the labeled set (seed unused: deterministic)."""
     assert inputs.embeddings is not None
-    if hot_size is not None and (isinstance(hot_size, bool) or not isinstance(hot_size, int) or hot_size < 1):
-        raise SelectionError(f"coreset option hot_size must be a positive integer, got {hot_size!r}")
-    picks, dists = k_center_greedy(inputs.embeddings, k, inputs.labeled, device=device, hot_size=hot_size)
+    check_engine_options("coreset", hot_size, threads)
+    picks, dists = k_center_greedy(
+        inputs.embeddings, k, inputs.labeled, device=device, hot_size=hot_size, threads=threads
+    )
     start = "labeled set" if inputs.labeled.any() else "closest to mean"
-    options: dict[str, Any] = {"first_center": start}
+    options: dict[str, Any] = {"first_center": start, "threads": threads}
     if hot_size is not None:
         options["hot_size"] = hot_size
     return make_selection("coreset", picks, dists, inputs.scores, options)

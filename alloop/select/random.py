@@ -13,7 +13,9 @@ def random_sample(pool: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     return rng.choice(np.asarray(pool, dtype=np.int64), size=int(k), replace=False, shuffle=True)
 
 
-def run_random(k: int, inputs: SelectionInputs, pool: np.ndarray, *, seed: int = 0, device: str = "cpu") -> Selection:
+def run_random(
+    k: int, inputs: SelectionInputs, pool: np.ndarray, *, seed: int = 0, device: str = "cpu"
+) -> Selection:
     """The ``random`` selector: uniform over the unlabeled pool; distances are not computed (nan)."""
     picks = random_sample(pool, k, seed)
     return make_selection("random", picks, None, inputs.scores, {"seed": seed})
