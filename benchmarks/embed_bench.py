@@ -1,6 +1,6 @@
 """Embedder benchmarks: images/s per embedder, ssl training s/epoch, peak memory on a 10 000-image pool.
 
-    python benchmarks/embed_bench.py                 # everything, ~5-10 min on 2 CPU cores
+    python benchmarks/embed_bench.py                 # everything, ~15 min on 2 shared CPU cores
     python benchmarks/embed_bench.py --quick         # smaller pools, a smoke run
     python benchmarks/embed_bench.py --json out.json # also write the figures as JSON
 
@@ -148,26 +148,41 @@ def bench_decode(paths: list[Path]) -> dict:
     return {"images": len(paths), "img_per_s": len(paths) / wall}
 
 
-def bench_ssl(work: Path, paths: list[Path], candidates: list[dict], full: int) -> list[dict]:
-    """Seconds per ssl training epoch: candidates on a sample (scaled to ``full`` images), the default on all."""
+def bench_ssl(work: Path, paths: list[Path], candidates: list[dict], sample: int, full: int) -> list[dict]:
+    """Seconds per ssl training epoch for ``full`` images.
+
+    Candidates: (time of 2 epochs - time of 1 epoch) on ``sample`` images, so model building and
+    warm-up drop out, scaled to ``full``. The default config: one real epoch on all ``paths``.
+    """
     rows = []
-    for i, options in enumerate([*candidates, {}]):
-        config = SSLConfig(epochs=1, **options)
-        pool = paths if not options else paths[: max(2 * config.batch_size, 128)]
-        embedder = SSLEmbedder(config, work / f"ssl-train-{i}", "cpu")
+
+    def train(options: dict, pool: list[Path], epochs: int, tag: str) -> tuple[SSLConfig, float]:
+        config = SSLConfig(epochs=epochs, **options)
+        embedder = SSLEmbedder(config, work / f"ssl-train-{tag}-{epochs}", "cpu")
         wall = time.perf_counter()
         embedder.prepare(pool, progress=False)
-        wall = time.perf_counter() - wall
+        return config, time.perf_counter() - wall
+
+    for i, options in enumerate(candidates):
+        pool = paths[:sample]
+        _, one = train(options, pool, 1, str(i))
+        config, two = train(options, pool, 2, str(i))
         usable = len(pool) // config.batch_size * config.batch_size  # drop_last
-        per_epoch = wall / usable * full
-        label = ", ".join(f"{k}={v}" for k, v in options.items()) or "default"
-        row = {"config": label, "method": config.method, "arch": config.arch, "image_size": config.image_size,
-               "trained_images": usable, "s_per_epoch_at_full": per_epoch, "img_per_s": usable / wall,
-               "minutes_default_epochs": per_epoch * SSLConfig.epochs / 60}
-        print(f"  ssl {label:45s} {row['img_per_s']:6.1f} img/s  {per_epoch:6.1f} s/epoch for {full} images",
-              flush=True)
-        rows.append(row)
+        rows.append(_ssl_row(options, config, usable, two - one, full, "2 epochs - 1 epoch"))
+    config, wall = train({}, paths, 1, "default")
+    usable = len(paths) // config.batch_size * config.batch_size
+    rows.append(_ssl_row({"(default)": True}, config, usable, wall, full, "1 epoch incl. setup"))
     return rows
+
+
+def _ssl_row(options: dict, config: SSLConfig, usable: int, epoch_s: float, full: int, how: str) -> dict:
+    per_epoch = epoch_s / usable * full
+    label = f"{config.method} {config.arch} {config.image_size} px" + (" (default)" if "(default)" in options else "")
+    row = {"config": label, "measured_on": usable, "how": how, "img_per_s": usable / epoch_s,
+           "s_per_epoch_at_full": per_epoch, "minutes_for_default_epochs": per_epoch * SSLConfig.epochs / 60}
+    print(f"  ssl {label:40s} {row['img_per_s']:6.1f} img/s  {per_epoch:6.1f} s/epoch for {full} images"
+          f"  ({how}, {usable} images)", flush=True)
+    return row
 
 
 def memory_child(directory: Path, n: int, image_size: int, batch_size: int) -> None:
@@ -250,7 +265,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="alloop-embed-bench-") as tmp:
         work = args.work or Path(tmp)
-        n_speed, n_heavy, n_ssl = (32, 8, 96) if args.quick else (96, 16, 700)
+        n_speed, n_heavy, n_ssl = (32, 4, 96) if args.quick else (64, 8, 700)
         memory_counts = [200, 1000] if args.quick else [1000, 10000]
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
               f"torch {torch.__version__} with {args.threads} threads; load average {os.getloadavg()}")
@@ -265,14 +280,14 @@ def main() -> None:
                 print(f"  init's own decode + sha256: {results['decode_and_hash']['img_per_s']:.1f} img/s", flush=True)
             results["speed"] = bench_speed(work, photos[:n_speed], photos[:n_heavy], 32)
         if "ssl" not in args.skip:
-            print(f"ssl training, one epoch (the default config on all {n_ssl} images):", flush=True)
+            print("ssl training, seconds per epoch for 700 images:", flush=True)
             candidates = [
+                {"arch": "resnet18", "image_size": 64},
                 {"arch": "resnet18", "image_size": 96},
                 {"arch": "mobilenet_v3_small", "image_size": 64},
-                {"arch": "mobilenet_v3_small", "image_size": 96},
                 {"arch": "resnet18", "image_size": 64, "method": "simsiam"},
             ]
-            results["ssl"] = bench_ssl(work, photos, candidates, 700)
+            results["ssl"] = bench_ssl(work, photos, candidates, 64 if args.quick else 128, 700)
         if "memory" not in args.skip:
             print("streaming memory (default backbone, 320x240 JPEGs, 64 px, batch 64):", flush=True)
             results["memory"] = bench_memory(work, memory_counts, 64, 64, args.threads)

@@ -91,7 +91,13 @@ def plain_loop(x: np.ndarray, k: int, device: str) -> np.ndarray:
 
 
 def _select_with(
-    method: str, x: np.ndarray, k: int, scores: np.ndarray, device: str, warmup: bool = False
+    method: str,
+    x: np.ndarray,
+    k: int,
+    scores: np.ndarray,
+    device: str,
+    warmup: bool = False,
+    threads: int = 0,
 ) -> tuple[np.ndarray, float, dict]:
     """(picks, seconds, extra timings) of one method; warmup also runs alloop's lazy (cold-set) path."""
     import torch
@@ -116,7 +122,11 @@ def _select_with(
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         return picks, time.perf_counter() - t0, extra
-    options = {"hot_size": 64} if warmup and method != "random" else {}
+    options: dict = {}
+    if method != "random":
+        options = {"hot_size": 64} if warmup else {}
+        if threads:
+            options["threads"] = threads
     labeled = np.zeros(n, bool)
     s = select(method, k, SelectionInputs(x, labeled, scores), device=device, **options)
     if device.startswith("cuda"):
@@ -139,14 +149,15 @@ def run_case(kind: str, n: int, d: int, k: int, method: str, device: str, thread
     # context) and allocator pools do not count as the case's memory.
     small = make_embeddings(kind, 8192, d, seed=1)
     for lazy in (True, False):
-        _select_with(method, small, min(k, 100), np.random.default_rng(2).gamma(2.0, size=8192), device, lazy)
+        small_scores = np.random.default_rng(2).gamma(2.0, size=8192)
+        _select_with(method, small, min(k, 100), small_scores, device, lazy, threads)
     del small
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     _reset_peak()
     base = _rss_mb("VmRSS")
-    picks, seconds, extra = _select_with(method, x, k, scores, device)
+    picks, seconds, extra = _select_with(method, x, k, scores, device, threads=threads)
     row["seconds"] = seconds
     row.update(extra)
     row["peak_extra_mb"] = _rss_mb("VmHWM") - base
@@ -166,7 +177,13 @@ def main() -> None:
     p.add_argument("--data", nargs="+", default=["uniform", "clustered"], choices=["uniform", "clustered"])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads for the plain loop and alloop's GEMMs (0: each tool's default: "
+        "torch's for the plain loop, alloop's `threads` option default 1)",
+    )
     p.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case, print JSON
     a = p.parse_args()
     if a.case:
@@ -175,9 +192,16 @@ def main() -> None:
         return
     import torch
 
-    threads = a.threads or torch.get_num_threads()
-    print(f"# {platform.machine()} {os.cpu_count()} cores, torch {torch.__version__} with {threads} intra-op threads")
-    print(f"# lightly-mundig uses all cores (rayon); python {platform.python_version()}; load {os.getloadavg()[0]:.2f}")
+    threads = (
+        f"{a.threads} torch threads everywhere"
+        if a.threads
+        else (f"plain loop {torch.get_num_threads()} torch threads, alloop default (1 GEMM thread)")
+    )
+    print(f"# {platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, {threads}")
+    print(
+        f"# lightly-mundig uses all cores (rayon); python {platform.python_version()}; "
+        f"load {os.getloadavg()[0]:.2f}"
+    )
     print(f"# command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
     print("| data | N | D | k | method | seconds | peak extra MB (x matrix) | vs mundig | k-center radius |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -187,9 +211,11 @@ def main() -> None:
             for method in a.methods:
                 cmd = [sys.executable, __file__, "--case", f"{kind},{n},{method}", "--dim", str(a.dim)]
                 cmd += ["--k", str(a.k), "--device", a.device, "--threads", str(a.threads)]
-                out = subprocess.run(cmd, capture_output=True, text=True)
+                out = subprocess.run(cmd, check=False, capture_output=True, text=True)
                 if out.returncode != 0:
-                    print(f"| {kind} | {n} | {a.dim} | {a.k} | {method} | failed: {out.stderr.strip()[-200:]} |")
+                    print(
+                        f"| {kind} | {n} | {a.dim} | {a.k} | {method} | failed: {out.stderr.strip()[-200:]} |"
+                    )
                     continue
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 if method == "mundig":
@@ -202,7 +228,8 @@ def main() -> None:
                 if "gpu_peak_mb" in r:
                     mem += f", GPU {r['gpu_peak_mb']:.0f}"
                 print(
-                    f"| {kind} | {n} | {a.dim} | {a.k} | {method} | {secs} | {mem} | {ratio} | {r['radius']:.4f} |",
+                    f"| {kind} | {n} | {a.dim} | {a.k} | {method} | {secs} | {mem} | {ratio} "
+                    f"| {r['radius']:.4f} |",
                     flush=True,
                 )
 

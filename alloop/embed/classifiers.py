@@ -67,12 +67,16 @@ def weights_identity(arch: str, weights: str | None) -> str:
     if is_weights_file(weights):
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise EmbedError(f"weights file {path} does not exist; set weights to an existing .pth file or a torchvision weights name")
+            raise EmbedError(
+                f"weights file {path} does not exist; set weights to an existing .pth file or a torchvision weights name"
+            )
         return "sha256:" + file_sha256(path)
     return str(_weights_enum(arch, weights))
 
 
-def load_classifier(arch: str, weights: str | None, *, warn_random: bool = True, init_seed: int = 0) -> nn.Module:
+def load_classifier(
+    arch: str, weights: str | None, *, warn_random: bool = True, init_seed: int = 0
+) -> nn.Module:
     """The full torchvision classification model ``arch`` with ``weights`` loaded, on the CPU, in eval mode.
 
     The random init is drawn from ``init_seed`` (the caller's RNG is left alone), so random weights
@@ -137,7 +141,8 @@ def _weights_enum(arch: str, name: str) -> torchvision.models.WeightsEnum:
 def _load_file(model: nn.Module, arch: str, path: Path) -> None:
     if not path.is_file():
         raise EmbedError(
-            f"weights file {path} does not exist; set weights to an existing .pth file or a torchvision weights name"
+            f"weights file {path} does not exist; "
+            "set weights to an existing .pth file or a torchvision weights name"
         )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -147,10 +152,14 @@ def _load_file(model: nn.Module, arch: str, path: Path) -> None:
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         saved_arch = obj.get("arch")
         if saved_arch is not None and saved_arch != arch:
-            raise EmbedError(f"{path} holds weights for arch '{saved_arch}', not '{arch}'; set arch = \"{saved_arch}\"")
+            raise EmbedError(
+                f"{path} holds weights for arch '{saved_arch}', not '{arch}'; set arch = \"{saved_arch}\""
+            )
         state = obj["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise EmbedError(f"{path} is not a state dict of tensors for {arch}; expected torchvision's classification weights")
+        raise EmbedError(
+            f"{path} is not a state dict of tensors for {arch}; expected torchvision's classification weights"
+        )
     if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
         state = {k[len("module."):]: v for k, v in state.items()}
     head_prefixes = tuple(f"{attr}." for attr in _HEAD_ATTRS if hasattr(model, attr))
@@ -166,7 +175,9 @@ def _load_file(model: nn.Module, arch: str, path: Path) -> None:
             raise EmbedError(f"{path} does not fit arch {arch}: {first[0].strip()}") from exc
     # Files from older torchvision lack BatchNorm's num_batches_tracked counters: harmless.
     missing = [
-        k for k in result.missing_keys if not k.startswith(head_prefixes) and not k.endswith("num_batches_tracked")
+        k
+        for k in result.missing_keys
+        if not k.startswith(head_prefixes) and not k.endswith("num_batches_tracked")
     ]
     unexpected = [k for k in result.unexpected_keys if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
@@ -219,7 +230,8 @@ class ClassifierFeatures(nn.Module):
                 return int(self(dummy).shape[1])
         except RuntimeError as exc:
             raise EmbedError(
-                f"{type(self.model).__name__} cannot run at image_size {image_size} ({exc}); use a larger image_size"
+                f"{type(self.model).__name__} cannot run at image_size {image_size} ({exc}); "
+                "use a larger image_size"
             ) from exc
         finally:
             self.train(was_training)

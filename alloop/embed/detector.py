@@ -62,7 +62,8 @@ class _PooledFPN(nn.Module):
                 f"detector embedder: FPN level(s) {', '.join(unknown)} do not exist; "
                 f"this detector has {', '.join(maps)}: fix levels"
             )
-        return torch.cat([F.normalize(maps[level].float().mean(dim=(2, 3)), dim=1) for level in levels], dim=1)
+        pooled = [F.normalize(maps[level].float().mean(dim=(2, 3)), dim=1) for level in levels]
+        return torch.cat(pooled, dim=1)
 
 
 class DetectorEmbedder:
@@ -137,5 +138,6 @@ class DetectorEmbedder:
             if self._image_size is None:
                 self._image_size = int(transform.min_size[0])
             self._mean_std = (list(transform.image_mean), list(transform.image_std))
-            self._net = _PooledFPN(model.backbone, self.config.levels).to(memory_format=torch.channels_last).eval()
+            net = _PooledFPN(model.backbone, self.config.levels)
+            self._net = net.to(memory_format=torch.channels_last).eval()
         return self._net

@@ -52,15 +52,23 @@ METHODS = ("simclr", "simsiam")
 
 @dataclass(frozen=True)
 class SSLConfig:
-    """Options of the ``ssl`` embedder. Defaults are sized for a ~700-image pool on 2 CPU cores."""
+    """Options of the ``ssl`` embedder. Defaults are sized for a ~700-image pool on 2 CPU cores.
+
+    resnet18 at 64 px trains ~40 s per epoch of 700 images on 2 (shared) CPU cores, so the default
+    20 epochs take ~14 min; 96 px costs ~1.5x more; mobilenet_v3_small is up to ~2x faster (then
+    decoding and augmenting the views is the bottleneck) but less proven for SSL from scratch
+    (benchmarks/RESULTS.md, "Embeddings"). On a GPU, raise ``epochs`` (lightly's recipes use 100+)
+    and ``image_size``.
+    """
 
     method: str = "simclr"  # "simclr" | "simsiam"
     arch: str = "resnet18"  # any torchvision classification model name
     image_size: int = 64  # training crops and embedding input, square pixels
-    epochs: int = 30
+    epochs: int = 5  # ~41 s an epoch for 700 images at 64 px on 2 CPU cores (benchmarks/RESULTS.md)
     batch_size: int = 64
     lr: float | None = None  # SGD learning rate; None: 0.06 * batch_size / 128 (lightly's benchmarks)
-    # None: random init (nothing to download); else a torchvision weights name in the hub cache or a local .pth
+    # None: random init (nothing to download); else a torchvision weights name in the hub cache
+    # or a local .pth (ImageNet or another ssl_backbone.pth)
     init_weights: str | None = None
     seed: int | None = None  # None: the seed ``prepare`` is given (the project's)
     num_workers: int = 0  # DataLoader workers decoding and augmenting images
@@ -112,7 +120,9 @@ class SSLEmbedder:
         else:
             paths = [Path(p) for p in images]
             if len(paths) < 2:
-                raise EmbedError(f"ssl training needs at least 2 images, got {len(paths)}; add images to the pool")
+                raise EmbedError(
+                    f"ssl training needs at least 2 images, got {len(paths)}; add images to the pool"
+                )
             self._train(paths, seed, config_hash, progress)
         self._seed = seed
         # The weights' own digest, stored at save time: the file's bytes also hold the temp name
@@ -189,17 +199,23 @@ class SSLEmbedder:
             steps = cfg.epochs * len(loader)
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
             history: list[float] = []
-            with tqdm(total=steps, desc=f"ssl {cfg.method} {cfg.arch}", unit="step", disable=None if progress else True) as bar:
+            bar = tqdm(
+                total=steps, desc=f"ssl {cfg.method} {cfg.arch}", unit="step", disable=None if progress else True
+            )
+            with bar:
                 for epoch in range(cfg.epochs):
                     total = 0.0
                     for views, index, errors in loader:
                         for i, err in zip(index.tolist(), errors):
                             if err:
-                                raise EmbedError(f"{paths[i]}: cannot decode image ({err}); run `alloop doctor` to find it")
+                                raise EmbedError(
+                                    f"{paths[i]}: cannot decode image ({err}); run `alloop doctor` to find it"
+                                )
                         loss = method.loss(body, [v.to(dev, non_blocking=True) for v in views])
                         if not torch.isfinite(loss):
                             raise EmbedError(
-                                f"ssl training diverged (loss {loss.item()}) in epoch {epoch + 1}; lower lr (now {cfg.learning_rate})"
+                                f"ssl training diverged (loss {loss.item()}) in epoch {epoch + 1}; "
+                                f"lower lr (now {cfg.learning_rate})"
                             )
                         optimizer.zero_grad(set_to_none=True)
                         loss.backward()
@@ -215,7 +231,9 @@ class SSLEmbedder:
         body_state = {k: v.detach().cpu() for k, v in body.model.state_dict().items()}
         result = full.load_state_dict(body_state, strict=False)
         if result.unexpected_keys:
-            raise EmbedError(f"ssl: trained {cfg.arch} has keys {result.unexpected_keys[:3]} torchvision does not")
+            raise EmbedError(
+                f"ssl: trained {cfg.arch} has keys {result.unexpected_keys[:3]} torchvision does not"
+            )
         payload: dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
             "arch": cfg.arch,
@@ -234,7 +252,10 @@ class SSLEmbedder:
         with atomic.atomic_path(self.checkpoint) as tmp:
             torch.save(payload, tmp)
         log.info(
-            "ssl: saved %s (final loss %.4f, %.0f s)", self.checkpoint, history[-1], time.perf_counter() - started
+            "ssl: saved %s (final loss %.4f, %.0f s)",
+            self.checkpoint,
+            history[-1],
+            time.perf_counter() - started,
         )
 
 
@@ -252,9 +273,12 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise EmbedError(f"{path}: cannot read the ssl checkpoint ({exc}); delete it to retrain".replace("\n", " ")) from exc
+        message = f"{path}: cannot read the ssl checkpoint ({exc}); delete it to retrain"
+        raise EmbedError(message.replace("\n", " ")) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "weights_sha256" not in ckpt:
-        raise EmbedError(f"{path} is not an alloop ssl checkpoint ({CHECKPOINT_FORMAT}); delete it to retrain")
+        raise EmbedError(
+            f"{path} is not an alloop ssl checkpoint ({CHECKPOINT_FORMAT}); delete it to retrain"
+        )
     return ckpt
 
 

@@ -121,18 +121,22 @@ def embed_images(
         pin_memory=dev.type == "cuda",
     )
     out: np.ndarray | None = None
-    with torch.inference_mode(), tqdm(total=len(paths), desc=desc, unit="img", disable=None if progress else True) as bar:
+    bar = tqdm(total=len(paths), desc=desc, unit="img", disable=None if progress else True)
+    with torch.inference_mode(), bar:
         for pixels, index, errors in loader:
             for i, err in zip(index.tolist(), errors):
                 if err:
-                    raise EmbedError(f"{paths[i]}: cannot decode image ({err}); run `alloop doctor` to find it")
+                    raise EmbedError(
+                        f"{paths[i]}: cannot decode image ({err}); run `alloop doctor` to find it"
+                    )
             vectors = forward(pixels)
             norms = vectors.norm(dim=1, keepdim=True)
             bad = ~torch.isfinite(norms.squeeze(1)) | (norms.squeeze(1) == 0)
             if bool(bad.any()):
                 first = paths[int(index[int(bad.nonzero()[0])])]
                 raise EmbedError(
-                    f"{first}: the embedding is zero or not finite; the weights are broken or the image is blank"
+                    f"{first}: the embedding is zero or not finite; "
+                    "the weights are broken or the image is blank"
                 )
             vectors = (vectors / norms).cpu().numpy()
             if out is None:

@@ -54,12 +54,12 @@ from alloop.select.base import (
     torch_device,
 )
 from alloop.select.coreset import (
+    DEFAULT_THREADS,
     MinDistanceIndex,
     as_tensor,
+    check_engine_options,
     closest_to_mean,
     default_hot_size,
-    DEFAULT_THREADS,
-    check_engine_options,
     engine_settings,
 )
 

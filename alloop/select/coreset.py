@@ -358,7 +358,7 @@ def run_coreset(
     picks, dists = k_center_greedy(
         inputs.embeddings, k, inputs.labeled, device=device, hot_size=hot_size, threads=threads
     )
-    start = "labeled set" if inputs.labeled.any() else "closest to mean"
+    start = "labeled set" if np.any(inputs.labeled) else "closest to mean"
     options: dict[str, Any] = {"first_center": start, "threads": threads}
     if hot_size is not None:
         options["hot_size"] = hot_size

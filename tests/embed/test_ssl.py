@@ -121,3 +121,12 @@ def test_rng_state_of_the_caller_is_left_alone(pool, tmp_path):
     torch.manual_seed(123)
     build_embedder("ssl", TINY, tmp_path, "cpu").prepare(pool, progress=False)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_an_unreadable_checkpoint_is_retrained(pool, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "ssl_backbone.pth").write_bytes(b"half a file")
+    embedder = build_embedder("ssl", TINY, work, "cpu")
+    embedder.prepare(pool, progress=False)
+    assert torch.load(embedder.checkpoint, weights_only=True)["format"] == CHECKPOINT_FORMAT

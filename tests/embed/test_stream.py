@@ -53,3 +53,15 @@ def test_fingerprint_is_stable_and_order_free_for_dicts():
     assert fingerprint({"a": 1, "b": [2, 3]}, "x") == fingerprint({"b": [2, 3], "a": 1}, "x")
     assert fingerprint({"a": 1}) != fingerprint({"a": 2})
     assert len(fingerprint("x")) == 16
+
+
+def test_large_images_get_smaller_batches(pool):
+    seen = []
+
+    def features(x):
+        seen.append(x.shape[0])
+        return _mean_colour(x)
+
+    out = embed_images(pool[:6], features, image_size=1024, batch_size=32, device="cpu", progress=False)
+    assert out.shape == (6, 4)
+    assert max(seen) == 32 * 384 * 384 // (1024 * 1024) == 4

@@ -24,7 +24,7 @@ def brute_coral(
     labeled: np.ndarray,
     *,
     alpha: float = 0.5,
-    min_score: float | None = None,
+    score_threshold: float | None = None,
     balance: float = 0.0,
     counts: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -34,7 +34,7 @@ def brute_coral(
     s = np.asarray(scores, np.float64)
     lo, hi = s[pool].min(), s[pool].max()
     sn = np.where(pool, (s - lo) / (hi - lo), 0.0) if hi > lo else np.zeros(len(s))
-    eligible = pool & (s >= min_score) if min_score is not None else pool.copy()
+    eligible = pool & (s >= score_threshold) if score_threshold is not None else pool.copy()
     n_elig = int(eligible.sum())
     taken = labeled.copy()
     u = np.full(len(x), np.inf)
@@ -132,30 +132,36 @@ def test_alpha_zero_is_top_score_with_ties_to_the_lowest_row() -> None:
 def test_duplicates_tie_and_go_to_the_lowest_row() -> None:
     x = np.array([[0, 0], [3, 4], [3, 4], [0, 1]], dtype=np.float32)
     s = np.array([0.0, 1.0, 1.0, 0.5])
-    picks, dists, objs, _ = coral_greedy(x, s, 3, np.array([True, False, False, False]), alpha=0.6, hot_size=1)
-    assert list(picks) == [1, 3, 2]  # rows 1 and 2 tie (objective 1): the lower first; then 2 is at distance 0
+    picks, dists, objs, _ = coral_greedy(
+        x, s, 3, np.array([True, False, False, False]), alpha=0.6, hot_size=1
+    )
+    assert list(picks) == [
+        1,
+        3,
+        2,
+    ]  # rows 1 and 2 tie (objective 1): the lower first; then 2 is at distance 0
     np.testing.assert_allclose(dists, [5, 1, 0])
     np.testing.assert_allclose(objs, [1.0, 0.6, 0.4], rtol=1e-6)
 
 
-def test_min_score_picks_eligible_first_then_fills_with_a_warning() -> None:
+def test_score_threshold_picks_eligible_first_then_fills_with_a_warning() -> None:
     x, s, labeled = normal_problem(5, n=120)
     threshold = np.quantile(s[~labeled], 0.9)
     n_elig = int(((s >= threshold) & ~labeled).sum())
-    with pytest.warns(SelectionWarning, match=f"only {n_elig} unlabeled images score >= min_score"):
-        sel = select("coral", n_elig + 5, SelectionInputs(x, labeled, s), min_score=threshold)
+    with pytest.warns(SelectionWarning, match=f"only {n_elig} unlabeled images score >= score_threshold"):
+        sel = select("coral", n_elig + 5, SelectionInputs(x, labeled, s), score_threshold=threshold)
     assert np.all(s[sel.indices[:n_elig]] >= threshold)
     assert np.all(s[sel.indices[n_elig:]] < threshold)
     assert sel.options["n_eligible"] == n_elig and sel.options["filled_below_threshold"] == 5
-    want, _ = brute_coral(x, s, n_elig + 5, labeled, min_score=threshold)
+    want, _ = brute_coral(x, s, n_elig + 5, labeled, score_threshold=threshold)
     np.testing.assert_array_equal(sel.indices, want)
 
 
-def test_min_score_with_enough_eligible_does_not_warn() -> None:
+def test_score_threshold_with_enough_eligible_does_not_warn() -> None:
     x, s, labeled = normal_problem(6, n=100)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        sel = select("coral", 5, SelectionInputs(x, labeled, s), min_score=float(np.median(s)))
+        sel = select("coral", 5, SelectionInputs(x, labeled, s), score_threshold=float(np.median(s)))
     assert np.all(s[sel.indices] >= np.median(s))
 
 
@@ -176,6 +182,16 @@ def test_balance_prefers_images_of_classes_rare_among_labeled() -> None:
     assert np.any(plain.indices < n // 2)  # without balance, class 0 images are picked too
     want, _ = brute_coral(x, s, 6, labeled, balance=1.0, counts=counts)
     np.testing.assert_array_equal(sel.indices, want)
+
+
+def test_balance_true_means_the_default_weight() -> None:
+    x, s, labeled = normal_problem(14, n=60)
+    counts = np.random.default_rng(14).integers(0, 3, (60, 2)).astype(float)
+    inp = SelectionInputs(x, labeled, s, counts)
+    on = select("coral", 8, inp, balance=True)
+    assert on.options["balance"] == 0.5
+    np.testing.assert_array_equal(on.indices, select("coral", 8, inp, balance=0.5).indices)
+    assert select("coral", 8, inp, balance=False).options["balance"] == 0.0
 
 
 @pytest.mark.parametrize("lam", [0.3, 0.7])
@@ -208,7 +224,10 @@ def test_class_rarity_is_one_for_the_rarest_class() -> None:
 
 def test_pareto_front_keeps_the_max_of_any_increasing_objective() -> None:
     rng = np.random.default_rng(9)
-    d, s = torch.from_numpy(rng.random(500).astype(np.float32)), torch.from_numpy(rng.random(500).astype(np.float32))
+    d, s = (
+        torch.from_numpy(rng.random(500).astype(np.float32)),
+        torch.from_numpy(rng.random(500).astype(np.float32)),
+    )
     fd, fs = pareto_front(d, s)
     assert len(fd) < 50
     for a in (0.0, 0.3, 0.7, 1.0):
@@ -231,8 +250,10 @@ def test_nan_score_on_a_labeled_image_is_ignored_but_not_on_the_pool() -> None:
         ({"alpha": 1.5}, r"alpha must be in \[0, 1\]"),
         ({"alpha": "big"}, "alpha must be a number"),
         ({"balance": -0.1}, r"balance must be in \[0, 1\]"),
-        ({"min_score": float("nan")}, "min_score must be finite"),
+        ({"score_threshold": float("nan")}, "score_threshold must be finite"),
+        ({"score_threshold": True}, "score_threshold must be a number"),
         ({"hot_size": 0}, "hot_size must be a positive integer"),
+        ({"threads": -1}, "threads must be an integer >= 0"),
         ({"balance": 0.5}, "needs predicted classes per image"),
     ],
 )

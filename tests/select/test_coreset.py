@@ -92,7 +92,9 @@ def test_first_pick_without_labels_is_closest_to_mean() -> None:
 def test_medoid_ties_go_to_the_lowest_row() -> None:
     x = np.array([[5, 0], [1, 0], [-1, 0], [-5, 0]], dtype=np.float32)  # mean 0: rows 1 and 2 tie
     assert closest_to_mean(torch.from_numpy(x), np.ones(4, bool)) == 1
-    assert closest_to_mean(torch.from_numpy(x), np.array([False, False, True, True])) == 2  # mean -3: row 2 (-1) and 3 (-5) tie
+    assert (
+        closest_to_mean(torch.from_numpy(x), np.array([False, False, True, True])) == 2
+    )  # mean -3: row 2 (-1) and 3 (-5) tie
 
 
 def test_ties_later_go_to_the_lowest_row_and_labeled_are_centers() -> None:
@@ -122,6 +124,18 @@ def test_selection_carries_distances_and_scores() -> None:
     assert np.all(np.diff(sel.distances) <= 1e-6)  # greedy k-center distances never increase
     assert sel.options["first_center"] == "labeled set"
     assert not sel.indices.flags.writeable
+
+
+def test_threads_option_gives_the_same_picks_and_restores_torch_settings() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((400, 8)).astype(np.float32)
+    labeled = np.zeros(400, bool)
+    before = (torch.get_num_threads(), torch.get_float32_matmul_precision())
+    one = select("coreset", 20, SelectionInputs(x, labeled), hot_size=16)
+    two = select("coreset", 20, SelectionInputs(x, labeled), hot_size=16, threads=2)
+    np.testing.assert_array_equal(one.indices, two.indices)
+    assert one.options["threads"] == 1 and two.options["threads"] == 2
+    assert (torch.get_num_threads(), torch.get_float32_matmul_precision()) == before
 
 
 def test_read_only_float64_input_is_accepted_and_not_modified() -> None:

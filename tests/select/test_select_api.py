@@ -72,7 +72,9 @@ class _no_warning:
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems(), st.integers(0, 2**31 - 1))
-def test_coreset_radius_is_within_twice_that_of_random(problem: tuple[SelectionInputs, int, str], seed: int) -> None:
+def test_coreset_radius_is_within_twice_that_of_random(
+    problem: tuple[SelectionInputs, int, str], seed: int
+) -> None:
     # Greedy k-center is a 2-approximation (Gonzalez 1985): its radius is at most twice that of ANY
     # k new centers, random ones included. "Never worse than random" is not a theorem (random can hit
     # the optimum on tiny inputs), so the strict comparison is checked on realistic inputs below.
@@ -121,7 +123,10 @@ def test_random_needs_no_embeddings() -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda i: SelectionInputs(None, i.labeled, i.scores), "coreset needs embeddings; run `alloop embed` first"),
+        (
+            lambda i: SelectionInputs(None, i.labeled, i.scores),
+            "coreset needs embeddings; run `alloop embed` first",
+        ),
         (
             lambda i: SelectionInputs(i.embeddings[:-1], i.labeled, i.scores),
             r"embeddings must be \(30, D\) to match 30 labeled flags, got \(29, 4\)",
@@ -167,7 +172,9 @@ def test_non_finite_embeddings_do_not_matter_to_random() -> None:
 
 def test_coral_without_scores_says_how_to_get_them() -> None:
     inp = inputs()
-    with pytest.raises(SelectionError, match="coral needs uncertainty scores; run `alloop step` once .* --method coreset"):
+    with pytest.raises(
+        SelectionError, match="coral needs uncertainty scores; run `alloop step` once .* --method coreset"
+    ):
         select("coral", 3, SelectionInputs(inp.embeddings, inp.labeled))
 
 
@@ -178,12 +185,17 @@ def test_bad_k_is_a_clear_error(k: object) -> None:
 
 
 def test_unknown_method_lists_the_known_ones() -> None:
-    with pytest.raises(SelectionError, match="unknown selection method 'badge'; known: coral, coreset, random"):
+    with pytest.raises(
+        SelectionError, match="unknown selection method 'badge'; known: coral, coreset, random"
+    ):
         select("badge", 3, inputs())
 
 
 def test_unknown_option_lists_the_known_ones() -> None:
-    with pytest.raises(SelectionError, match="coral: unknown option\\(s\\) beta; known: alpha, balance, hot_size, min_score"):
+    with pytest.raises(
+        SelectionError,
+        match="coral: unknown option\\(s\\) beta; known: alpha, balance, hot_size, score_threshold, threads",
+    ):
         select("coral", 3, inputs(), beta=0.3)
     with pytest.raises(SelectionError, match="random: unknown option\\(s\\) alpha; known: none"):
         select("random", 3, inputs(), alpha=0.3)
