@@ -39,7 +39,7 @@ from alloop.evaluate import evaluate
 from alloop.predictions import load_predictions, save_predictions
 from alloop.project import Project, ProjectConfig
 from alloop.score import needs_flipped, parse_score_spec, score_images
-from alloop.select import Selection, SelectionInputs, available_methods, select
+from alloop.select import Selection, SelectionInputs, available_methods, select, selectors
 from alloop.store import ImageRow, Store, now
 from alloop.trainers import Example, config_from_mapping, load_trainer
 
@@ -593,10 +593,8 @@ def _check_methods(method: str) -> None:
 
 def _method_options(cfg: ProjectConfig, method: str) -> dict[str, Any]:
     # Options in alloop.toml's [selection.options] apply to the methods that know them.
-    opts = dict(cfg.selection_options)
-    if method != "coral":
-        opts = {k: v for k, v in opts.items() if k not in ("alpha", "score_threshold", "balance")}
-    return opts
+    known = selectors()[method].defaults
+    return {k: v for k, v in cfg.selection_options.items() if k in known}
 
 
 def _embeddings(

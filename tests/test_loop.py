@@ -170,3 +170,13 @@ def test_labels_for_none_of_the_batch(tmp_path, orchard, tiny_config, make_label
     with pytest.raises(LabelError, match="none of the 6 images"):
         loop.step(proj, labels=labels, n=3, progress=False)
     assert _dump(proj) == before
+
+
+def test_selection_options_reach_only_the_methods_that_know_them():
+    from alloop.loop import _method_options
+    from alloop.project import ProjectConfig
+
+    cfg = ProjectConfig(image_root="x", selection_options={"alpha": 0.3, "hot_size": 64})
+    assert _method_options(cfg, "random") == {}
+    assert _method_options(cfg, "coreset") == {"hot_size": 64}
+    assert _method_options(cfg, "coral") == {"alpha": 0.3, "hot_size": 64}
