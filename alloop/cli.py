@@ -297,13 +297,12 @@ def add(
     """Register images added to the image root since init (they are embedded and considered at the next step)."""
     from alloop.project import Project
     from alloop.pool import register
-    from alloop.loop import _track
 
     _setup_logging(quiet)
 
     def go() -> Any:
         with Project.open(project) as p:
-            return register(p, root=images, progress=not quiet, track=_track)
+            return register(p, root=images, progress=not quiet)
 
     r = _run(go)
     console.print(f"[green]✓[/] {r.added} new images registered ({r.known} already known)")

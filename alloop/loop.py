@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from alloop import formats, images as imagelib
+from alloop import formats, images as imagelib, pool
 from alloop.boxes import Detections, ImageAnnotation, detections_to_boxes
 from alloop.device import resolve_device
 from alloop.embed import build_embedder
@@ -187,22 +187,20 @@ def init(
         store.start_iteration(0, method=method, score_spec=None, config={"n": n, "method": method})
         stages = _Stages(store, 0)
 
-        def register(finish: Callable) -> None:
-            paths = imagelib.discover(project.image_root)
-            infos, bad = [], []
-            for item in _track(imagelib.inspect_all(paths, project.image_root), len(paths), "reading images", progress):
-                (infos if isinstance(item, imagelib.ImageInfo) else bad).append(item)
-            if not infos:
-                raise imagelib.ImageError(
-                    f"{project.image_root}: none of the {len(paths)} images could be read "
-                    f"(first: {bad[0].path}: {bad[0].reason}); check the files"
-                )
-            with store.transaction():
-                store.add_images((i.path, i.sha256, i.width, i.height) for i in infos)
-                store.record_bad_images((b.path, b.reason) for b in bad)
-                finish({"images": len(infos), "bad": len(bad)})
+        def register_stage(finish: Callable) -> None:
+            def commit(reg: pool.Registration) -> None:
+                # Inside register's transaction: a pool with no readable image records nothing.
+                if not reg.added:
+                    path, reason = reg.bad[0]
+                    raise imagelib.ImageError(
+                        f"{project.image_root}: none of the {len(reg.bad)} images could be read "
+                        f"(first: {path}: {reason}); check the files"
+                    )
+                finish({"images": reg.added, "bad": len(reg.bad)})
 
-        stages.run("register", register)
+            pool.register(project, progress=progress, on_commit=commit)
+
+        stages.run("register", register_stage)
         for path, reason in store.bad_images():
             log.warning("skipped unreadable image %s: %s", path, reason)
 
@@ -215,12 +213,8 @@ def init(
         rows = [r for r in store.images() if r.state == "ok"]
 
         def select_stage(finish: Callable) -> None:
-            needs = available_methods()[method]
-            emb = _embeddings(project, rows, progress=progress)[0] if "embeddings" in needs else None
-            labeled = np.array([r.id in store.labeled_ids() for r in rows], bool)
-            inputs = SelectionInputs(embeddings=emb, labeled=labeled)
-            selection = select(method, n, inputs, seed=cfg.seed, device=resolve_device(cfg.device),
-                               **_method_options(cfg, method))
+            selection, _ = _select_batch(project, 0, rows, method=method, n=n, blocked=store.labeled_ids(),
+                                         progress=progress)
             with store.transaction():
                 _write_selection(store, 0, method, rows, selection)
                 finish({"selected": len(selection.indices), "method": method})
@@ -307,7 +301,6 @@ def step(
             _backup(project, it)
         stages = _Stages(store, it)
         classes_before = store.classes()
-        warnings: list[str] = []
         device = resolve_device(cfg.device)
         project.config = cfg = cfg.with_changes(device=device)
 
@@ -323,14 +316,14 @@ def step(
                                       config={"n": n, "method": method, "score": score, "labels": str(label_path)})
                 finish(info)
 
-            _import_labels(project, it, label_path, label_format, import_options, warnings, begin_and_finish)
+            _import_labels(project, it, label_path, label_format, import_options, begin_and_finish)
 
         imported = stages.run("import", import_stage)
         classes = store.classes()
         if not classes:
             raise LabelError("no classes known yet: the label file defined none; check it has categories/labels")
 
-        trainer = _build_trainer(project, classes, device)
+        trainer = build_trainer(project, classes, device)
         ann_train = store.annotations("train")
         ann_val = store.annotations("val")
 
@@ -420,17 +413,9 @@ def step(
         # -- select -----------------------------------------------------------------------
         def select_stage(finish: Callable) -> None:
             rows = [r for r in store.images() if r.state == "ok"]
-            needs = available_methods()[method]
-            emb, key = None, None
-            if "embeddings" in needs:
-                emb, key, _ = _embeddings(project, rows, progress=progress, checkpoint=checkpoint)
-            blocked = store.labeled_ids() | store.queued_ids()
-            labeled = np.array([r.id in blocked for r in rows], bool)
-            scores_by_id = store.scores(it, score)
-            scores = np.array([scores_by_id.get(r.id, 0.0) for r in rows], np.float32)
-            predicted = _predicted_class_counts(project, it, rows, len(classes))
-            inputs = SelectionInputs(embeddings=emb, labeled=labeled, scores=scores, predicted_classes=predicted)
-            selection = select(method, n, inputs, seed=cfg.seed + it, device=device, **_method_options(cfg, method))
+            selection, key = _select_batch(project, it, rows, method=method, n=n, score=score,
+                                           blocked=store.labeled_ids() | store.queued_ids(),
+                                           checkpoint=checkpoint, progress=progress)
             with store.transaction():
                 _write_selection(store, it, method, rows, selection, score_spec=score)
                 finish({"selected": len(selection.indices), "method": method, "score": score,
@@ -459,13 +444,13 @@ def step(
 
         store.update_iteration(it, status="done", finished_at=now(), timings=stages.timings)
         record = store.iteration(it)
-        still = tuple(sorted(r.path for r in _rows_by_id(store, store.queued_ids())
-                             if r.id not in {m.image_id for m in store.tag_members(tag)}))
+        batch = {m.image_id for m in store.tag_members(tag)}
+        still = tuple(sorted(r.path for r in _rows_by_id(store, store.queued_ids() - batch)))
         return StepResult(
             iteration=it,
             imported={k: v for k, v in imported.items() if isinstance(v, int)},
             still_queued=still,
-            warnings=tuple(warnings) + tuple(imported.get("warnings", ())),
+            warnings=tuple(imported.get("warnings", ())),
             n_train=record.n_train or 0,
             n_val=record.n_val or 0,
             map50=record.map50,
@@ -490,7 +475,6 @@ def _import_labels(
     labels: Path | None,
     label_format: str | None,
     options: formats.ImportOptions,
-    warnings: list[str],
     finish: Callable[[Mapping[str, Any]], None],
 ) -> None:
     """Read a label file, check it against the queued batch, and store it — all or nothing."""
@@ -522,7 +506,7 @@ def _import_labels(
         options=opts,
         image_root=project.image_root,
     )
-    warnings.extend(read_warnings)
+    warnings = list(read_warnings)
     labeled = store.labeled_ids()
     ann_by_id: dict[int, ImageAnnotation] = {}
     for ann in label_set.images:
@@ -541,8 +525,7 @@ def _import_labels(
             f"{labels}: holds labels for none of the {len(queued)} images waiting in the batch; "
             "export the labeled batch from your tool again"
         )
-    missing = sorted(by_id_path for i, by_id_path in ((r.id, r.path) for r in by_path.values())
-                     if i in queued and i not in ann_by_id)
+    missing = sorted(r.path for r in by_path.values() if r.id in queued and r.id not in ann_by_id)
     if missing:
         msg = (f"{len(missing)} queued images have no labels in {labels.name} and stay queued: "
                + ", ".join(missing[:5]) + (" …" if len(missing) > 5 else ""))
@@ -578,14 +561,6 @@ def _assign_splits(store: Store, new_ids: Sequence[int], cfg: ProjectConfig) -> 
 # helpers shared by init and step
 
 
-def _track(iterable: Any, total: int, description: str, enabled: bool) -> Any:
-    if not enabled:
-        return iterable
-    from rich.progress import track
-
-    return track(iterable, total=total, description=description, transient=True)
-
-
 def _check_methods(method: str) -> None:
     if method not in available_methods():
         raise ConfigError(f"unknown selection method {method!r}; choose one of {', '.join(available_methods())}")
@@ -614,6 +589,44 @@ def _embeddings(
     if misses:
         log.info("embedded %d images with %s (%s)", misses, cfg.embedder, key)
     return emb, key, misses
+
+
+def _select_batch(
+    project: Project,
+    iteration: int,
+    rows: Sequence[ImageRow],
+    *,
+    method: str,
+    n: int,
+    blocked: set[int],
+    score: str | None = None,
+    checkpoint: Path | None = None,
+    options: Mapping[str, Any] | None = None,
+    progress: bool,
+) -> tuple[Selection, str | None]:
+    """Select ``n`` of ``rows`` with ``method``; ``blocked`` ids are centers, never picked.
+
+    Gathers only what the method needs (embeddings; the iteration's ``score`` and predicted classes)
+    and returns the selection with the embedder key it used (None without embeddings).
+    """
+    cfg = project.config
+    store = project.store
+    emb, key = None, None
+    if "embeddings" in available_methods()[method]:
+        emb, key, _ = _embeddings(project, rows, progress=progress, checkpoint=checkpoint)
+    scores = None
+    if score is not None:
+        by_id = store.scores(iteration, score)
+        scores = np.array([by_id.get(r.id, 0.0) for r in rows], np.float32)
+    predicted = _predicted_class_counts(project, iteration, rows, len(store.classes())) if iteration > 0 else None
+    inputs = SelectionInputs(
+        embeddings=emb,
+        labeled=np.array([r.id in blocked for r in rows], bool),
+        scores=scores,
+        predicted_classes=predicted,
+    )
+    opts = {**_method_options(cfg, method), **dict(options or {})}
+    return select(method, n, inputs, seed=cfg.seed + iteration, device=resolve_device(cfg.device), **opts), key
 
 
 def _write_selection(
@@ -672,7 +685,8 @@ def _export_items(project: Project, members: Sequence[Any], out: Path, fmt: str,
                                 image_url_prefix=project.config.image_url_prefix)
 
 
-def _build_trainer(project: Project, classes: Sequence[str], device: str) -> Any:
+def build_trainer(project: Project, classes: Sequence[str], device: str) -> Any:
+    """The project's configured trainer plugin, built for ``classes`` on ``device``."""
     cfg = project.config
     cls = load_trainer(cfg.trainer)
     config = config_from_mapping(cls.Config, cfg.trainer_options, where=f"alloop.toml [trainer] options ({cfg.trainer})")
@@ -791,24 +805,19 @@ def reselect(
         old_ids = {m.image_id for m in old}
         blocked = store.labeled_ids() | (store.queued_ids() - old_ids)
         needs = available_methods()[method]
-        emb = _embeddings(project, rows, progress=progress)[0] if "embeddings" in needs else None
-        scores = None
         if "scores" in needs:
             if it == 0:
                 raise ProjectError(f"{project_dir}: {method} needs uncertainty scores; they exist after the first step")
             parse_score_spec(score)
-            by_id = store.scores(it, score)
-            if not by_id:
+            if not store.scores(it, score):
                 raise ProjectError(
                     f"{project_dir}: score {score} was not computed in iteration {it}; "
                     f"stored: {', '.join(store.score_names(it)) or 'none'}"
                 )
-            scores = np.array([by_id.get(r.id, 0.0) for r in rows], np.float32)
-        labeled = np.array([r.id in blocked for r in rows], bool)
-        predicted = _predicted_class_counts(project, it, rows, len(store.classes())) if it > 0 else None
-        opts = {**_method_options(cfg, method), **dict(options or {})}
-        selection = select(method, n, SelectionInputs(emb, labeled, scores, predicted), seed=cfg.seed + it,
-                           device=resolve_device(cfg.device), **opts)
+        checkpoint = project.root / done[-1].checkpoint if done[-1].checkpoint else None
+        selection, _ = _select_batch(project, it, rows, method=method, n=n,
+                                     score=score if "scores" in needs else None, blocked=blocked,
+                                     checkpoint=checkpoint, options=options, progress=progress)
         with store.transaction():
             _write_selection(store, it, method, rows, selection, score_spec=score if "scores" in needs else None)
             store.update_iteration(it, method=method, score_spec=score if it > 0 else None)

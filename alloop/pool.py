@@ -11,7 +11,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from alloop import images as imagelib
 from alloop.project import Project
@@ -52,10 +51,11 @@ class Checkup:
 
 
 def register(project: Project, *, root: Path | None = None, progress: bool = True,
-             track: Callable[[Any, int, str, bool], Any] | None = None) -> Registration:
+             on_commit: Callable[[Registration], None] | None = None) -> Registration:
     """Scan ``root`` (default: the image root) and register images not seen before, in one transaction.
 
     ``root`` must lie inside the project's image root (paths are stored relative to it).
+    ``on_commit`` runs inside that transaction (to record a stage, or to refuse the result by raising).
     """
     image_root = project.image_root
     scan = Path(root) if root else image_root
@@ -64,15 +64,21 @@ def register(project: Project, *, root: Path | None = None, progress: bool = Tru
     known = project.store.image_by_path()
     new_paths = [p for p in paths if imagelib.relative_name(p, image_root) not in known]
     items = imagelib.inspect_all(new_paths, image_root)
-    if track is not None:
-        items = track(items, len(new_paths), "reading images", progress)
+    if progress:
+        from rich.progress import track
+
+        items = track(items, total=len(new_paths), description="reading images", transient=True)
     infos, bad = [], []
     for item in items:
         (infos if isinstance(item, imagelib.ImageInfo) else bad).append(item)
     with project.store.transaction():
         added = project.store.add_images((i.path, i.sha256, i.width, i.height) for i in infos)
         project.store.record_bad_images((b.path, b.reason) for b in bad)
-    return Registration(added=added, known=len(paths) - len(new_paths), bad=tuple((b.path, b.reason) for b in bad))
+        result = Registration(added=added, known=len(paths) - len(new_paths),
+                              bad=tuple((b.path, b.reason) for b in bad))
+        if on_commit is not None:
+            on_commit(result)
+    return result
 
 
 def check(project: Project, *, repair: bool = False) -> Checkup:

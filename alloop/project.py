@@ -10,7 +10,7 @@ import fcntl
 import os
 import socket
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -295,9 +295,4 @@ def _config_header() -> str:
     )
 
 
-def config_fields() -> list[str]:
-    """Names of every ProjectConfig field (for docs and tests)."""
-    return [f.name for f in fields(ProjectConfig)]
-
-
-__all__ = ["CONFIG_FILE", "STORE_FILE", "Project", "ProjectConfig", "ProjectLock", "asdict", "config_fields", "load_config"]
+__all__ = ["CONFIG_FILE", "STORE_FILE", "Project", "ProjectConfig", "ProjectLock", "load_config"]

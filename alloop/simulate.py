@@ -33,7 +33,6 @@ from alloop.errors import ConfigError, LabelError
 from alloop.evaluate import evaluate
 from alloop.oracle import GroundTruthOracle
 from alloop.project import Project, ProjectConfig
-from alloop.trainers import config_from_mapping, load_trainer
 
 log = logging.getLogger("alloop")
 
@@ -296,9 +295,7 @@ def _evaluate_on_test(run: Path, iteration: int, test: _TestSet) -> dict[str, An
     with Project.open(run, lock=False) as project:
         it = project.store.iteration(iteration)
         classes = project.store.classes()
-        cls = load_trainer(project.config.trainer)
-        trainer = cls(config_from_mapping(cls.Config, project.config.trainer_options, where="alloop.toml"),
-                      classes, resolve_device(project.config.device))
+        trainer = loop.build_trainer(project, classes, resolve_device(project.config.device))
         preds = trainer.predict(project.root / it.checkpoint, test.paths, progress=False)
         m = evaluate(test.annotations, preds, classes)
         return {"n_labeled": len(project.store.labeled_ids()), "map50": m.map50, "map": m.map}

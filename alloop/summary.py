@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +46,7 @@ def trainer_catalog() -> dict[str, dict[str, Any]]:
     out = {}
     for name, entry in sorted(available_trainers().items()):
         cls = load_trainer(name)
-        options = {}
-        for f in fields(cls.Config):
-            default = f.default if f.default is not f.default_factory else None  # type: ignore[comparison-overlap]
-            options[f.name] = None if repr(default) == "<dataclasses._MISSING_TYPE object>" else default
+        # Trainer configs use plain defaults; a field without one is shown as None.
+        options = {f.name: None if f.default is MISSING else f.default for f in fields(cls.Config)}
         out[name] = {"entry_point": entry, "options": options}
     return out

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
+from alloop.oracle import GroundTruthOracle
 from alloop.project import ProjectConfig
 from alloop.synthetic import generate_orchard
 
@@ -59,15 +59,7 @@ def tiny_config(orchard) -> ProjectConfig:
 
 def coco_subset(ground_truth: Path, file_names: list[str], out: Path) -> Path:
     """Write the ground truth of some images as a COCO file, as a labeling tool would."""
-    gt = json.loads(ground_truth.read_text())
-    keep = [img for img in gt["images"] if img["file_name"] in set(file_names)]
-    ids = {img["id"] for img in keep}
-    out.write_text(json.dumps({
-        "images": keep,
-        "annotations": [a for a in gt["annotations"] if a["image_id"] in ids],
-        "categories": gt["categories"],
-    }))
-    return out
+    return GroundTruthOracle(ground_truth).label(file_names, out)
 
 
 @pytest.fixture()
