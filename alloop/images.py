@@ -23,6 +23,9 @@ EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 # absurd (decompression bombs) rather than PIL's conservative default.
 Image.MAX_IMAGE_PIXELS = 400_000_000
 
+# What PIL raises for a file it cannot decode (truncated, not an image, absurdly large...).
+DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
 
 @dataclass(frozen=True)
 class ImageInfo:
@@ -98,7 +101,7 @@ def inspect(path: Path, root: Path) -> ImageInfo | BadImage:
         with Image.open(path) as img:
             img.load()  # verify() misses truncated data; a full decode does not
             width, height = oriented_size(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except DECODE_ERRORS as exc:
         return BadImage(rel, f"cannot decode: {exc}".replace("\n", " "))
     if width < 2 or height < 2:
         return BadImage(rel, f"image is {width}x{height} pixels; too small to use")
@@ -119,10 +122,22 @@ def oriented_size(img: Image.Image) -> tuple[int, int]:
     return (img.height, img.width) if orientation in (5, 6, 7, 8) else (img.width, img.height)
 
 
+def open_rgb(path: Path, min_side: int | None = None) -> Image.Image:
+    """An image as RGB in the orientation a viewer shows (EXIF applied), as labels refer to it.
+
+    With ``min_side``, a JPEG decodes at 1/2, 1/4 or 1/8 scale (draft mode) while keeping both
+    sides >= ``min_side``: most of the cost saved when embedding or thumbnailing large photos.
+    Raises one of :data:`DECODE_ERRORS`.
+    """
+    with Image.open(path) as img:
+        if min_side is not None and img.format == "JPEG":
+            img.draft("RGB", (min_side, min_side))
+        return ImageOps.exif_transpose(img).convert("RGB")
+
+
 def load_rgb(path: Path) -> Image.Image:
-    """Open an image as RGB in the orientation a viewer shows (EXIF applied), as labels refer to it."""
+    """:func:`open_rgb` at full size, with a decode failure as a one-line ImageError."""
     try:
-        with Image.open(path) as img:
-            return ImageOps.exif_transpose(img).convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        return open_rgb(path)
+    except DECODE_ERRORS as exc:
         raise ImageError(f"{path}: cannot decode ({exc}); run `alloop doctor` to find changed images") from exc

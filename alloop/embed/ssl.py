@@ -40,7 +40,8 @@ from tqdm.auto import tqdm
 
 from alloop import atomic
 from alloop.embed.classifiers import ClassifierFeatures, check_arch, load_classifier
-from alloop.embed.stream import DECODE_ERRORS, PREPROCESS_VERSION, embed_images, fingerprint, open_rgb
+from alloop.embed.stream import PREPROCESS_VERSION, embed_images, fingerprint
+from alloop.images import DECODE_ERRORS, open_rgb
 from alloop.errors import EmbedError
 
 log = logging.getLogger(__name__)

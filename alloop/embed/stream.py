@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from alloop.errors import EmbedError
-from alloop.images import sha256_of
+from alloop.images import DECODE_ERRORS, open_rgb, sha256_of
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -32,21 +32,6 @@ MAX_BATCH_PIXELS = 32 * 384 * 384
 # Part of every embedder key: bump it when the preprocessing below changes, so cached vectors
 # made the old way are not mixed with new ones.
 PREPROCESS_VERSION = "square-bilinear-exif-1"
-
-DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-
-
-def open_rgb(path: Path, min_side: int | None = None) -> Image.Image:
-    """An image as RGB in viewer orientation; JPEGs decode at a reduced scale when ``min_side`` allows.
-
-    JPEG draft mode decodes at 1/2, 1/4 or 1/8 scale while keeping both sides >= ``min_side``,
-    which is most of the cost saved when embedding large photos at a small size.
-    """
-    with Image.open(path) as img:
-        if min_side is not None and img.format == "JPEG":
-            img.draft("RGB", (min_side, min_side))
-        return ImageOps.exif_transpose(img).convert("RGB")
-
 
 class ImageStream(Dataset):
     """Images as (3, S, S) uint8 tensors, with the index and an error message ('' when fine).

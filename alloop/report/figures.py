@@ -15,7 +15,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
+
+from alloop.images import DECODE_ERRORS, open_rgb
 
 from alloop.report.data import BaselinePoint, BatchImage, ClassRow, CurvePoint, EmbeddingMap, ScoreDistribution
 
@@ -217,11 +219,9 @@ def _short(name: str, limit: int = 28) -> str:
 def thumbnail(item: BatchImage, classes: Sequence[str], size: int = THUMB_SIZE) -> str:
     """The image downscaled to ``size`` px on its longest side, the model's boxes drawn, as a JPEG data URI."""
     try:
-        with Image.open(item.file) as img:
-            img.draft("RGB", (size * 2, size * 2))  # JPEG: decode at a reduced scale, much faster
-            img = ImageOps.exif_transpose(img).convert("RGB")
-            img.thumbnail((size, size), Image.Resampling.LANCZOS)
-    except (OSError, ValueError, Image.DecompressionBombError):
+        img = open_rgb(item.file, size * 2)  # JPEG: decode at a reduced scale, much faster
+        img.thumbnail((size, size), Image.Resampling.LANCZOS)
+    except DECODE_ERRORS:
         return _placeholder(item, size)
     draw = ImageDraw.Draw(img)
     sx = img.width / max(item.width, 1)
