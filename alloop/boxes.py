@@ -77,6 +77,14 @@ class Detections:
     - ``scores``: (N,) float32, probability of ``labels`` (the detector's usual "score").
     - ``probs``: (N, C+1) float32, full softmax per box; column 0 is background, column k+1 is class k.
     - ``objectness``: (N,) float32 in [0, 1]: RPN objectness of the proposal, or 1 - p(background).
+
+    What the detector saw before its score threshold, for scores that must see missed objects
+    (:mod:`alloop.score.proposals`); None when the detector does not report it (older prediction
+    files, TAO), an empty array when it reported no candidate region at all:
+
+    - ``proposal_objectness``: (P,) float32, the RPN objectness of the image's top P proposals
+      (after the RPN's own NMS, highest first), whether or not a box was kept from them.
+    - ``proposal_foreground``: (P,) float32, 1 − p(background) the box head gives each of them.
     """
 
     boxes: np.ndarray
@@ -84,6 +92,8 @@ class Detections:
     scores: np.ndarray
     probs: np.ndarray
     objectness: np.ndarray
+    proposal_objectness: np.ndarray | None = None
+    proposal_foreground: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.boxes)
@@ -94,6 +104,16 @@ class Detections:
                 raise ValueError(f"{name} has {len(getattr(self, name))} rows, boxes has {n}")
         if self.probs.ndim != 2 or len(self.probs) != n:
             raise ValueError(f"probs must be (N, C+1) with N={n}, got {self.probs.shape}")
+        po, pf = self.proposal_objectness, self.proposal_foreground
+        if (po is None) != (pf is None):
+            raise ValueError("proposal_objectness and proposal_foreground come together (both or neither)")
+        if po is not None and (po.ndim != 1 or po.shape != pf.shape):
+            raise ValueError(f"proposal arrays must be (P,) alike, got {po.shape} and {pf.shape}")
+
+    @property
+    def has_proposals(self) -> bool:
+        """True when the detector reported its candidate regions (possibly none)."""
+        return self.proposal_objectness is not None
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -113,7 +133,8 @@ class Detections:
         """Only the boxes whose score is at least ``threshold``."""
         keep = self.scores >= threshold
         return Detections(
-            self.boxes[keep], self.labels[keep], self.scores[keep], self.probs[keep], self.objectness[keep]
+            self.boxes[keep], self.labels[keep], self.scores[keep], self.probs[keep], self.objectness[keep],
+            self.proposal_objectness, self.proposal_foreground,
         )
 
 

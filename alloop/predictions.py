@@ -16,13 +16,25 @@ from alloop import atomic
 from alloop.boxes import Detections
 
 
+def _offsets(counts: Sequence[int]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(np.asarray(counts, np.int64))]).astype(np.int64)
+
+
 def _pack(dets: Sequence[Detections], num_classes: int, prefix: str) -> dict[str, np.ndarray]:
-    counts = np.array([len(d) for d in dets], np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    offsets = _offsets([len(d) for d in dets])
     cat = lambda name, shape, dtype: (  # noqa: E731
         np.concatenate([getattr(d, name) for d in dets]).astype(dtype) if len(dets) else np.zeros(shape, dtype)
     )
+    proposals: dict[str, np.ndarray] = {}
+    # Candidate regions are saved only when every image has them (one detector wrote the file).
+    if dets and all(d.has_proposals for d in dets):
+        proposals = {
+            f"{prefix}proposal_offsets": _offsets([len(d.proposal_objectness) for d in dets]),
+            f"{prefix}proposal_objectness": cat("proposal_objectness", (0,), np.float32),
+            f"{prefix}proposal_foreground": cat("proposal_foreground", (0,), np.float32),
+        }
     return {
+        **proposals,
         f"{prefix}offsets": offsets,
         f"{prefix}boxes": cat("boxes", (0, 4), np.float32).reshape(-1, 4),
         f"{prefix}labels": cat("labels", (0,), np.int64),
@@ -34,6 +46,14 @@ def _pack(dets: Sequence[Detections], num_classes: int, prefix: str) -> dict[str
 
 def _unpack(data: dict[str, np.ndarray], prefix: str) -> list[Detections]:
     off = data[f"{prefix}offsets"]
+    n = len(off) - 1
+    # Files written before candidate regions were recorded have none: those scores fall back.
+    if f"{prefix}proposal_offsets" in data:
+        poff = data[f"{prefix}proposal_offsets"]
+        obj, fg = data[f"{prefix}proposal_objectness"], data[f"{prefix}proposal_foreground"]
+        props = [(obj[a:b], fg[a:b]) for a, b in zip(poff[:-1], poff[1:])]
+    else:
+        props = [(None, None)] * n
     return [
         Detections(
             boxes=data[f"{prefix}boxes"][a:b],
@@ -41,8 +61,10 @@ def _unpack(data: dict[str, np.ndarray], prefix: str) -> list[Detections]:
             scores=data[f"{prefix}scores"][a:b],
             probs=data[f"{prefix}probs"][a:b],
             objectness=data[f"{prefix}objectness"][a:b],
+            proposal_objectness=po,
+            proposal_foreground=pf,
         )
-        for a, b in zip(off[:-1], off[1:])
+        for (a, b), (po, pf) in zip(zip(off[:-1], off[1:]), props)
     ]
 
 

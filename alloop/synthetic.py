@@ -136,6 +136,61 @@ SCENES: tuple[Scene, ...] = (
 )
 
 
+# A second family for the benchmarks, built to be hard for active learning in the ways real data is:
+# three classes (the cultivars) with a long tail (yellow is rare), and a cluttered minority scene
+# (21% of the pool) of tiny apples behind dense leaves where an early detector finds little or
+# nothing: the blind spot that uncertainty computed from kept boxes alone cannot see (issue 20).
+CULTIVAR_SCENES: tuple[Scene, ...] = (
+    Scene(
+        name="sunny_mixed", weight=0.50, apples=(5, 12), radius=(0.05, 0.08),
+        palettes=(("red", 0.55), ("green", 0.33), ("yellow", 0.12)),
+        sky=0.3, sky_top=(0.30, 0.55, 0.92), sky_low=(0.68, 0.82, 0.96),
+        foliage_dark=(0.04, 0.15, 0.03), foliage_light=(0.38, 0.58, 0.12),
+        fg_leaves=(6, 16), leaf_length=(0.08, 0.15), bg_leaves=240, branches=(1, 3),
+        light=(-0.5, -0.6, 0.62), ambient=0.30, specular=0.55, shadow=0.45,
+        brightness=(1.0, 1.12), contrast=1.15, cast=(1.04, 1.0, 0.92),
+        bg_blur=1.0, blur=0.4, noise=0.010,
+    ),
+    Scene(
+        name="overcast_mixed", weight=0.29, apples=(4, 11), radius=(0.045, 0.075),
+        palettes=(("green", 0.5), ("red", 0.4), ("yellow", 0.1)),
+        sky=0.12, sky_top=(0.80, 0.82, 0.84), sky_low=(0.88, 0.89, 0.90),
+        foliage_dark=(0.10, 0.22, 0.06), foliage_light=(0.38, 0.52, 0.18),
+        fg_leaves=(10, 22), leaf_length=(0.08, 0.15), bg_leaves=300, branches=(0, 2),
+        light=(0.0, -0.3, 0.95), ambient=0.60, specular=0.12, shadow=0.15,
+        brightness=(0.82, 0.98), contrast=0.85, cast=(0.97, 1.0, 1.0),
+        bg_blur=0.8, blur=0.5, noise=0.015,
+    ),
+    Scene(
+        name="cluttered_canopy", weight=0.21, apples=(18, 40), radius=(0.022, 0.034),
+        palettes=(("red", 0.45), ("green", 0.35), ("yellow", 0.20)),
+        sky=0.05, sky_top=(0.62, 0.70, 0.80), sky_low=(0.80, 0.84, 0.88),
+        foliage_dark=(0.05, 0.13, 0.04), foliage_light=(0.40, 0.55, 0.16),
+        fg_leaves=(35, 60), leaf_length=(0.04, 0.08), bg_leaves=700, branches=(3, 6),
+        light=(-0.3, -0.5, 0.8), ambient=0.45, specular=0.25, shadow=0.30,
+        brightness=(0.85, 1.0), contrast=0.8, cast=(1.0, 1.0, 1.0),
+        bg_blur=0.3, blur=0.5, noise=0.030, cluster_spread=5.0,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A kind of synthetic pool: its scene mixture and how an apple's cultivar maps to a class."""
+
+    name: str
+    scenes: tuple[Scene, ...]
+    classes: tuple[str, ...]
+    class_of: dict[str, str]  # cultivar (palette name) -> class name
+
+
+FAMILIES: dict[str, Family] = {
+    "orchard": Family("orchard", SCENES, ("apple",), {p: "apple" for p in _PALETTES}),
+    "cultivars": Family("cultivars", CULTIVAR_SCENES, ("red", "green", "yellow"),
+                        {"red": "red", "blend": "red", "green": "green", "yellow": "yellow"}),
+}
+
+
 @dataclass(frozen=True)
 class Orchard:
     """What :func:`generate_orchard` wrote: image root, COCO file and counts."""
@@ -162,6 +217,7 @@ class _Apple:
     streaks: float  # streak frequency across the apple
     streak_amp: float
     stem: tuple[float, float]  # stem dimple position in unit apple coordinates
+    cultivar: str = "red"  # the palette it was drawn from (the class, in the "cultivars" family)
 
 
 @dataclass(frozen=True)
@@ -180,6 +236,7 @@ class _Visible:
     box: tuple[int, int, int, int]  # xyxy of visible pixels, x1/y1 exclusive
     full_box: tuple[int, int, int, int]  # xyxy of the whole apple mask, may extend past the image
     visible_fraction: float
+    apple: int = -1  # index into the image's apples (drawing order)
 
 
 def generate_orchard(
@@ -190,8 +247,17 @@ def generate_orchard(
     seed: int = 0,
     subfolders: bool = True,
     progress: bool = False,
+    family: str = "orchard",
 ) -> Orchard:
-    """Write ``n_images`` orchard JPEGs under ``out_dir/images`` and their COCO ground truth."""
+    """Write ``n_images`` orchard JPEGs under ``out_dir/images`` and their COCO ground truth.
+
+    ``family``: ``orchard`` (one class, six scenes: the demo's) or ``cultivars`` (three classes with a
+    long tail and a cluttered minority of tiny apples; see :data:`CULTIVAR_SCENES`).
+    """
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown synthetic family {family!r}; known: {', '.join(FAMILIES)}")
+    fam = FAMILIES[family]
+    category_id = {name: i + 1 for i, name in enumerate(fam.classes)}
     if n_images < 0:
         raise ConfigError(f"n_images must be >= 0, got {n_images}")
     if seed < 0:
@@ -211,9 +277,9 @@ def generate_orchard(
 
     coco_images: list[dict] = []
     coco_annotations: list[dict] = []
-    scene_counts = {s.name: 0 for s in SCENES}
+    scene_counts = {s.name: 0 for s in fam.scenes}
     for index in indices:
-        scene, image, visible = _render_image(seed, index, size)
+        scene, image, visible, cultivars = _render_image(seed, index, size, fam.scenes)
         scene_counts[scene.name] += 1
         # Rows of an orchard, one folder each, so importers exercise recursive discovery.
         rel = f"img_{index:05d}.jpg"
@@ -226,13 +292,13 @@ def generate_orchard(
         coco_images.append(
             {"id": image_id, "file_name": rel, "width": width, "height": height, "scene": scene.name}
         )
-        for v in visible:
+        for v, cultivar in zip(visible, cultivars):
             x0, y0, x1, y1 = v.box
             coco_annotations.append(
                 {
                     "id": len(coco_annotations) + 1,
                     "image_id": image_id,
-                    "category_id": 1,
+                    "category_id": category_id[fam.class_of[cultivar]],
                     "bbox": [x0, y0, x1 - x0, y1 - y0],
                     "area": (x1 - x0) * (y1 - y0),
                     "iscrowd": 0,
@@ -241,10 +307,10 @@ def generate_orchard(
             )
 
     coco = {
-        "info": {"description": f"alloop synthetic orchard, seed {seed}", "version": "1"},
+        "info": {"description": f"alloop synthetic {family}, seed {seed}", "version": "1"},
         "images": coco_images,
         "annotations": coco_annotations,
-        "categories": [{"id": 1, "name": "apple", "supercategory": "fruit"}],
+        "categories": [{"id": i, "name": name, "supercategory": "fruit"} for name, i in category_id.items()],
     }
     annotations = out_dir / "annotations.json"
     # Written last and atomically: a crash mid-run leaves no ground truth that names missing images.
@@ -260,20 +326,22 @@ def _jpeg(image: Image.Image) -> bytes:
 
 
 def _render_image(
-    seed: int, index: int, size: tuple[int, int]
-) -> tuple[Scene, Image.Image, list[_Visible]]:
-    """Render image ``index`` of the orchard ``seed``: its scene, the image and its labelled apples."""
+    seed: int, index: int, size: tuple[int, int], scenes: tuple[Scene, ...] = SCENES
+) -> tuple[Scene, Image.Image, list[_Visible], list[str]]:
+    """Render image ``index`` of the orchard ``seed``: its scene, the image, its labelled apples and
+    each labelled apple's cultivar."""
     # Seeded by (seed, index) alone so image i is the same whatever n_images is.
     rng = np.random.default_rng([seed, index])
-    weights = np.array([s.weight for s in SCENES])
-    scene = SCENES[int(rng.choice(len(SCENES), p=weights / weights.sum()))]
+    weights = np.array([s.weight for s in scenes])
+    scene = scenes[int(rng.choice(len(scenes), p=weights / weights.sum()))]
     empty = bool(rng.random() < EMPTY_FRACTION)
-    return (scene, *_render_scene(rng, scene, size, empty=empty))
+    image, visible, apples = _render_scene(rng, scene, size, empty=empty)
+    return scene, image, visible, [apples[v.apple].cultivar for v in visible]
 
 
 def _render_scene(
     rng: np.random.Generator, scene: Scene, size: tuple[int, int], *, empty: bool = False
-) -> tuple[Image.Image, list[_Visible]]:
+) -> tuple[Image.Image, list[_Visible], list[_Apple]]:
     """Draw one image of ``scene``: background, shadows, apples, leaves on top, then camera effects."""
     width, height = size
     unit = min(width, height)
@@ -304,7 +372,7 @@ def _render_scene(
 
     _draw_leaves(canvas, owner, leaves)
     visible = _visible_apples(owner, full_masks)
-    return _camera(rng, scene, canvas, scale), visible
+    return _camera(rng, scene, canvas, scale), visible, apples
 
 
 # --- geometry ------------------------------------------------------------------------------------
@@ -411,6 +479,7 @@ def _place_apples(
                 streaks=float(streaks[j]),
                 streak_amp=float(streak_amp[j]),
                 stem=(float(stem[j, 0]), float(stem[j, 1])),
+                cultivar=names[palette[j]],
             )
         )
     # Smaller apples are further away, so they are drawn first and larger ones may hide them.
@@ -734,7 +803,7 @@ def _visible_apples(
         box = (x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]) + 1, y0 + int(rows[-1]) + 1)
         if box[2] - box[0] < MIN_BOX_SIDE or box[3] - box[1] < MIN_BOX_SIDE:
             continue
-        out.append(_Visible(box, full_box, area / full_area))
+        out.append(_Visible(box, full_box, area / full_area, i))
     return out
 
 
@@ -790,4 +859,5 @@ def _soften(img: np.ndarray, sigma: float) -> np.ndarray:
     return img
 
 
-__all__ = ["EMPTY_FRACTION", "SCENES", "Orchard", "Scene", "generate_orchard"]
+__all__ = ["CULTIVAR_SCENES", "EMPTY_FRACTION", "FAMILIES", "SCENES", "Family", "Orchard", "Scene",
+           "generate_orchard"]

@@ -38,6 +38,7 @@ from alloop.errors import ConfigError
 from alloop.score import boxes as _boxes  # noqa: F401
 from alloop.score import frequency as _frequency  # noqa: F401, I001
 from alloop.score import consistency as _consistency  # noqa: F401, I001
+from alloop.score import proposals as _proposals  # noqa: F401, I001
 from alloop.score.aggregate import AGGREGATIONS, EMPTY_IMAGE_SCORE, aggregate, check_aggregation, clean_unit
 from alloop.score.registry import ScoreInputs, box_score, box_scorers, image_score, image_scorers
 

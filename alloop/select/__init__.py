@@ -23,7 +23,9 @@ from alloop.select.base import (
 )
 from alloop.select.coral import DEFAULT_ALPHA, coral_greedy, run_coral
 from alloop.select.coreset import DEFAULT_THREADS, k_center_greedy, run_coreset
+from alloop.select.maxherding import max_herding, run_maxherding
 from alloop.select.random import random_sample, run_random
+from alloop.select.typiclust import run_typiclust, typiclust
 
 __all__ = [
     "Selection",
@@ -33,10 +35,12 @@ __all__ = [
     "available_methods",
     "coral_greedy",
     "k_center_greedy",
+    "max_herding",
     "random_sample",
     "register",
     "select",
     "selectors",
+    "typiclust",
 ]
 
 _REGISTRY: dict[str, Selector] = {}
@@ -73,10 +77,29 @@ register(
                 "balance": 0.0,
                 "hot_size": None,
                 "threads": DEFAULT_THREADS,
+                "typicality": 0.0,
             }
         ),
         run_coral,
-        "greedy alpha * normalised distance + (1 - alpha) * normalised uncertainty",
+        "greedy alpha * normalised distance + (1 - alpha) * normalised uncertainty (and typicality)",
+    )
+)
+register(
+    Selector(
+        "typiclust",
+        ("embeddings",),
+        MappingProxyType({}),
+        run_typiclust,
+        "most typical image of the least-covered k-means clusters (Hacohen et al. 2022)",
+    )
+)
+register(
+    Selector(
+        "maxherding",
+        ("embeddings",),
+        MappingProxyType({"sigma": "auto"}),
+        run_maxherding,
+        "greedy Gaussian-kernel coverage of the pool (Bae et al. 2024; ProbCover without a radius)",
     )
 )
 

@@ -7,7 +7,10 @@ greedy k-center whose pick maximises, over the remaining candidates i,
 
 where d_i is i's Euclidean min-distance to the labeled + already selected images (normalised by the
 current farthest candidate, so the farthest one scores 1 on this term) and s_i the uncertainty score
-min-max normalised over the unlabeled pool (the most uncertain image scores 1).
+min-max normalised over the unlabeled pool (the most uncertain image scores 1). With the
+``typicality`` option (tau in [0, 1], default 0) s_i becomes (1 - tau) * s_i + tau * t_i, t_i the
+image's typicality (TypiClust's 1 / mean 20-NN distance, min-max normalised over the pool), so dense
+regions of the pool win over outliers (Lightly's TYPICALITY strategy; Hacohen et al. 2022).
 
 Default ``alpha = 0.5``: both terms span [0, 1] with their best candidate at 1, so equal weights let
 neither dominate by units. In practice high-dimensional distances concentrate (after a few picks most
@@ -53,6 +56,7 @@ from alloop.select.base import (
     make_selection,
     torch_device,
 )
+from alloop.select.typicality import typicality as typicality_of
 from alloop.select.coreset import (
     DEFAULT_THREADS,
     MinDistanceIndex,
@@ -123,6 +127,8 @@ def coral_greedy(
     device: str = "cpu",
     hot_size: int | None = None,
     threads: int = DEFAULT_THREADS,
+    typicality: float = 0.0,
+    typical: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """Greedy argmax of (1 - lambda) * (alpha * d / max d + (1 - alpha) * s) + lambda * b, k times.
 
@@ -136,6 +142,13 @@ def coral_greedy(
     n = len(labeled)
     k = int(min(k, int(pool.sum())))
     snorm, lo, hi = normalised_scores(scores, np.flatnonzero(pool))
+    if typicality > 0:
+        # The static term mixes uncertainty and typicality; both are fixed per row, so the lazy
+        # engine's bounds (the objective is increasing in d and in this term) stay exact.
+        if typical is None:
+            typical = typicality_of(np.asarray(embeddings.cpu() if isinstance(embeddings, torch.Tensor) else embeddings))
+        tnorm, _, _ = normalised_scores(typical, np.flatnonzero(pool))
+        snorm = ((1.0 - typicality) * snorm.astype(np.float64) + typicality * tnorm).astype(np.float32)
     raw = np.asarray(scores, dtype=np.float64)
     eligible = pool & (raw >= score_threshold) if score_threshold is not None else pool.copy()
     n_eligible = int(eligible.sum())
@@ -254,10 +267,12 @@ def run_coral(
     balance: float | bool = 0.0,
     hot_size: int | None = None,
     threads: int = DEFAULT_THREADS,
+    typicality: float = 0.0,
 ) -> Selection:
     """The ``coral`` selector (deterministic: ``seed`` unused)."""
     assert inputs.embeddings is not None and inputs.scores is not None
     alpha = _unit_interval("alpha", alpha)
+    typicality = _unit_interval("typicality", typicality)
     if isinstance(balance, bool):  # `-o balance=true` switches it on at the default weight
         balance = DEFAULT_BALANCE if balance else 0.0
     balance = _unit_interval("balance", balance)
@@ -287,8 +302,10 @@ def run_coral(
         device=device,
         hot_size=hot_size,
         threads=threads,
+        typicality=typicality,
     )
-    options: dict[str, Any] = {"alpha": alpha, "score_threshold": score_threshold, "balance": balance}
+    options: dict[str, Any] = {"alpha": alpha, "score_threshold": score_threshold, "balance": balance,
+                               "typicality": typicality}
     options.update(info, threads=threads)
     if hot_size is not None:
         options["hot_size"] = hot_size

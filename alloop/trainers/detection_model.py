@@ -370,6 +370,11 @@ def rpn_proposals(rpn: nn.Module, images: Any, features: dict[str, torch.Tensor]
     return rpn.filter_proposals(proposals, objectness, images.image_sizes, num_anchors_per_level)
 
 
+# Candidate regions recorded per image for the scores that must see missed objects: the RPN's top
+# proposals by objectness (after its NMS), whether or not a box was kept from them.
+PROPOSALS_RECORDED = 64
+
+
 def detect(
     model: FasterRCNN,
     images: list[torch.Tensor],
@@ -384,8 +389,10 @@ def detect(
     regression; boxes with score > ``score_threshold`` go through class-aware NMS and the top
     ``detections_per_img`` are kept. torchvision's own postprocess instead treats every
     (proposal, class) pair as a detection and keeps one score each. Returns per image: ``boxes``
-    (original pixels), ``labels`` (1..C), ``scores``, ``probs`` (C+1, column 0 background) and
-    ``objectness`` (sigmoid of the RPN logit of the proposal).
+    (original pixels), ``labels`` (1..C), ``scores``, ``probs`` (C+1, column 0 background),
+    ``objectness`` (sigmoid of the RPN logit of the proposal), and for the top
+    :data:`PROPOSALS_RECORDED` proposals by objectness, kept or not, ``proposal_objectness`` and
+    ``proposal_foreground`` (1 − p(background) from the box head).
     """
     original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
     image_list, _ = model.transform(images)
@@ -411,6 +418,7 @@ def detect(
         keep = torch.where(scores > score_threshold)[0]
         keep = keep[remove_small_boxes(boxes[keep], min_size=1e-2)]
         keep = keep[batched_nms(boxes[keep], scores[keep], labels[keep], nms_threshold)][:detections_per_img]
+        top = torch.argsort(obj_i, descending=True, stable=True)[:PROPOSALS_RECORDED]
         results.append(
             {
                 "boxes": resize_boxes(boxes[keep], list(size), list(original)),
@@ -418,6 +426,8 @@ def detect(
                 "scores": scores[keep],
                 "probs": probs_i[keep],
                 "objectness": obj_i[keep].float(),
+                "proposal_objectness": obj_i[top].float(),
+                "proposal_foreground": (1.0 - probs_i[top, 0]).float(),
             }
         )
     return results
@@ -433,6 +443,7 @@ def hflip_boxes(boxes: torch.Tensor, width: int) -> torch.Tensor:
 
 __all__ = [
     "MODELS",
+    "PROPOSALS_RECORDED",
     "ModelSpec",
     "build_detector",
     "detect",

@@ -503,6 +503,8 @@ class TorchvisionTrainer:
                                 scores=res["scores"].float().cpu().numpy().astype(np.float32),
                                 probs=res["probs"].float().cpu().numpy().astype(np.float32),
                                 objectness=res["objectness"].float().cpu().numpy().astype(np.float32),
+                                proposal_objectness=res["proposal_objectness"].cpu().numpy().astype(np.float32),
+                                proposal_foreground=res["proposal_foreground"].cpu().numpy().astype(np.float32),
                             )
                         )
                     bar.update(len(batch))

@@ -1,0 +1,86 @@
+"""TypiClust (Hacohen, Dekel & Weinshall, "Active Learning on a Budget", ICML 2022).
+
+Cluster every image's embedding into min(|L| + k, 500) clusters with k-means; then, for each of the
+k picks, take the cluster with the fewest labeled images (ties: the largest cluster; clusters of at
+most 5 images are skipped), and from it the unlabeled image of highest typicality *within* the
+cluster, 1 / mean distance to its min(20, size/2) nearest cluster mates. Low budgets need typical
+images: this covers the pool's modes one representative at a time instead of chasing outliers.
+
+Following the paper's published procedure: k-means (scikit-learn, seeded; MiniBatchKMeans above 50
+clusters, as the authors do), the same cluster caps and order. Counts are updated after every pick
+so a cluster is revisited only after every eligible cluster got one (the paper's round robin).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from alloop.select.base import Selection, SelectionInputs, make_selection
+from alloop.select.typicality import K_NEIGHBOURS, typicality
+
+MIN_CLUSTER_SIZE = 5
+MAX_CLUSTERS = 500
+FULL_KMEANS_UP_TO = 50  # clusters; above, MiniBatchKMeans
+
+
+def cluster(embeddings: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    """(N,) int k-means cluster id per row (scikit-learn, seeded)."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    x = np.asarray(embeddings, dtype=np.float32)
+    n_clusters = int(max(1, min(n_clusters, len(x))))
+    if n_clusters <= FULL_KMEANS_UP_TO:
+        km = KMeans(n_clusters=n_clusters, n_init=3, random_state=seed)
+    else:
+        km = MiniBatchKMeans(n_clusters=n_clusters, batch_size=4096, n_init=3, random_state=seed)
+    return km.fit_predict(x).astype(np.int64)
+
+
+def typiclust(
+    embeddings: np.ndarray, labeled: np.ndarray, k: int, *, seed: int = 0,
+    clusters: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """k picks (row indices, in order), each pick's typicality within its cluster, and info."""
+    labeled = np.asarray(labeled, dtype=bool).copy()
+    n = len(labeled)
+    k = int(min(k, int((~labeled).sum())))
+    n_clusters = min(int(labeled.sum()) + k, MAX_CLUSTERS, n)
+    ids = cluster(embeddings, n_clusters, seed) if clusters is None else np.asarray(clusters, np.int64)
+    sizes = np.bincount(ids, minlength=ids.max() + 1 if n else 0)
+    counts = np.bincount(ids[labeled], minlength=len(sizes))
+    eligible = sizes > MIN_CLUSTER_SIZE
+    if not eligible.any():  # a tiny pool: every cluster is small, use them all
+        eligible = sizes > 0
+    picks = np.empty(k, np.int64)
+    values = np.empty(k, np.float32)
+    x = np.asarray(embeddings, dtype=np.float32)
+    for t in range(k):
+        open_ = eligible & (np.bincount(ids[~labeled], minlength=len(sizes)) > 0)
+        if not open_.any():
+            open_ = np.bincount(ids[~labeled], minlength=len(sizes)) > 0
+        # Fewest labeled first, then the largest cluster, then the lowest id (deterministic).
+        order = np.lexsort((np.arange(len(sizes)), -sizes, counts))
+        c = int(next(i for i in order if open_[i]))
+        members = np.flatnonzero(ids == c)
+        kk = max(1, min(K_NEIGHBOURS, len(members) // 2))
+        typ = typicality(x[members], kk) if len(members) > 1 else np.ones(1)
+        typ = np.where(labeled[members], -np.inf, typ)
+        j = int(np.argmax(typ))  # first maximum: the lowest row among ties
+        picks[t], values[t] = members[j], typ[j]
+        labeled[members[j]] = True
+        counts[c] += 1
+    return picks, values, {"clusters": int(len(sizes)), "min_cluster_size": MIN_CLUSTER_SIZE}
+
+
+def run_typiclust(
+    k: int, inputs: SelectionInputs, pool: np.ndarray, *, seed: int = 0, device: str = "cpu"
+) -> Selection:
+    """The ``typiclust`` selector (seeded through k-means)."""
+    assert inputs.embeddings is not None
+    picks, values, info = typiclust(inputs.embeddings, inputs.labeled, k, seed=seed)
+    return make_selection("typiclust", picks, None, inputs.scores, {"seed": seed, **info}, objective=values)
+
+
+__all__ = ["MAX_CLUSTERS", "MIN_CLUSTER_SIZE", "cluster", "run_typiclust", "typiclust"]

@@ -1,0 +1,161 @@
+"""Typicality, TypiClust and MaxHerding: exact against brute force, seeded, and their edge cases."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from alloop.errors import SelectionError
+from alloop.select import SelectionInputs, SelectionWarning, select
+from alloop.select.coral import coral_greedy
+from alloop.select.maxherding import max_herding
+from alloop.select.typicality import knn_distances, typicality
+from alloop.select.typiclust import typiclust
+
+
+def unit_rows(n: int, d: int = 8, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def brute_typicality(x: np.ndarray, k: int) -> np.ndarray:
+    d = np.linalg.norm(x[:, None, :].astype(np.float64) - x[None, :, :], axis=2)
+    np.fill_diagonal(d, np.inf)
+    return 1.0 / (np.sort(d, axis=1)[:, :k].mean(axis=1) + 1e-5)
+
+
+def brute_herding(x: np.ndarray, labeled: np.ndarray, k: int, sigma: float) -> list[int]:
+    x = x.astype(np.float64)
+    kmat = np.exp(-((x[:, None] - x[None]) ** 2).sum(-1) / (2 * sigma**2))
+    cur = kmat[labeled].max(0) if labeled.any() else np.zeros(len(x))
+    taken, picks = labeled.copy(), []
+    for _ in range(k):
+        gain = np.clip(kmat - cur[None], 0, None).sum(1)
+        gain[taken] = -1
+        j = int(np.argmax(gain))
+        picks.append(j)
+        taken[j] = True
+        cur = np.maximum(cur, kmat[j])
+    return picks
+
+
+def test_typicality_matches_brute_force():
+    x = unit_rows(200)
+    np.testing.assert_allclose(typicality(x, 20), brute_typicality(x, 20), rtol=1e-4)
+
+
+def test_typicality_of_duplicates_is_high_and_finite():
+    x = unit_rows(30)
+    x[5] = x[6]
+    t = typicality(x, 1)
+    assert np.all(np.isfinite(t)) and t[5] == t.max() and t[6] == t.max()
+
+
+def test_typicality_sampled_above_exact_rows_is_seeded_and_close():
+    rng = np.random.default_rng(3)
+    # Density that varies: blobs of different spreads (on uniform data every row is equally typical).
+    x = np.concatenate([rng.normal(c, s, (150, 4)) for c, s in ((0, 0.2), (3, 0.5), (-3, 1.0), (6, 2.0))])
+    exact = typicality(x, 10)
+    a = typicality(x, 10, exact_rows=300, seed=1)
+    b = typicality(x, 10, exact_rows=300, seed=1)
+    np.testing.assert_array_equal(a, b)
+    # A density estimate from half the rows ranks like the exact one.
+    assert np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(exact)))[0, 1] > 0.8
+
+
+def test_knn_distances_never_count_a_row_as_its_own_neighbour():
+    x = unit_rows(10)
+    assert np.all(knn_distances(x, 3) > 0)
+
+
+def test_typiclust_picks_the_densest_point_of_each_blob():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0], [10, 0], [0, 10]], np.float32)
+    x = np.concatenate([c + rng.normal(0, 0.5, (40, 2)) for c in centres]).astype(np.float32)
+    picks, _, info = typiclust(x, np.zeros(len(x), bool), 3, seed=0)
+    assert info["clusters"] == 3
+    # One pick per blob, each its blob's most typical member (K = min(20, 40 // 2)).
+    best = sorted(40 * b + int(np.argmax(brute_typicality(x[40 * b : 40 * b + 40], 20))) for b in range(3))
+    assert sorted(picks.tolist()) == best
+
+
+def test_typiclust_prefers_uncovered_clusters_and_is_seeded():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([c + rng.normal(0, 0.3, (30, 2)) for c in ([0, 0], [8, 0], [0, 8])]).astype(np.float32)
+    labeled = np.zeros(len(x), bool)
+    labeled[:2] = True  # the first blob is covered already
+    picks, _, _ = typiclust(x, labeled, 2, seed=4)
+    assert all(p >= 30 for p in picks)
+    np.testing.assert_array_equal(picks, typiclust(x, labeled, 2, seed=4)[0])
+
+
+def test_maxherding_matches_brute_force():
+    x = unit_rows(120, seed=2)
+    labeled = np.zeros(120, bool)
+    labeled[[3, 50]] = True
+    picks, gains, info = max_herding(x, labeled, 10, sigma=0.6)
+    assert picks.tolist() == brute_herding(x, labeled, 10, 0.6)
+    assert np.all(np.diff(gains) <= 1e-6)  # submodular: gains never grow
+    assert info["exact"]
+
+
+def test_maxherding_sampled_above_exact_rows_never_repicks_labeled():
+    x = unit_rows(500, seed=5)
+    labeled = np.zeros(500, bool)
+    labeled[:50] = True
+    picks, _, info = max_herding(x, labeled, 20, seed=1, exact_rows=200)
+    assert not info["exact"] and len(set(picks.tolist())) == 20 and not labeled[picks].any()
+    np.testing.assert_array_equal(picks, max_herding(x, labeled, 20, seed=1, exact_rows=200)[0])
+
+
+@pytest.mark.parametrize("method", ["typiclust", "maxherding"])
+def test_k_at_least_pool_returns_the_whole_pool(method):
+    x = unit_rows(12)
+    labeled = np.zeros(12, bool)
+    labeled[:4] = True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sel = select(method, 50, SelectionInputs(x, labeled))
+    assert any(issubclass(w.category, SelectionWarning) for w in caught)
+    assert sorted(sel.indices.tolist()) == list(range(4, 12))
+
+
+@pytest.mark.parametrize("method", ["typiclust", "maxherding"])
+def test_all_duplicates_and_empty_labeled_set(method):
+    x = np.tile(unit_rows(1), (20, 1))
+    sel = select(method, 5, SelectionInputs(x, np.zeros(20, bool)), seed=2)
+    assert len(set(sel.indices.tolist())) == 5
+
+
+def test_maxherding_bad_sigma_is_one_line_error():
+    x = unit_rows(10)
+    with pytest.raises(SelectionError, match="sigma must be 'auto' or a positive number"):
+        select("maxherding", 2, SelectionInputs(x, np.zeros(10, bool)), sigma="wide")
+    with pytest.raises(SelectionError, match="sigma"):
+        select("maxherding", 2, SelectionInputs(x, np.zeros(10, bool)), sigma=-1)
+
+
+def test_coral_typicality_one_is_pure_typicality_with_alpha_zero():
+    x = unit_rows(80, seed=7)
+    labeled = np.zeros(80, bool)
+    scores = np.random.default_rng(0).random(80)
+    picks, _, _, _ = coral_greedy(x, scores, 1, labeled, alpha=0.0, typicality=1.0)
+    assert picks[0] == int(np.argmax(brute_typicality(x, 20)))
+
+
+def test_coral_typicality_zero_changes_nothing():
+    x = unit_rows(80, seed=8)
+    labeled = np.zeros(80, bool)
+    labeled[:3] = True
+    scores = np.random.default_rng(1).random(80)
+    a = coral_greedy(x, scores, 10, labeled)[0]
+    b = coral_greedy(x, scores, 10, labeled, typicality=0.0)[0]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_coral_typicality_out_of_range_is_refused():
+    x = unit_rows(10)
+    with pytest.raises(SelectionError, match="typicality must be in"):
+        select("coral", 2, SelectionInputs(x, np.zeros(10, bool), np.zeros(10)), typicality=2)
