@@ -414,8 +414,9 @@ def simulate(
     out: Annotated[Path, typer.Option(help="Output folder: curves.csv, summary.csv, learning_curve.png, runs/.")] = Path("simulation"),
     budget_per_round: Annotated[int, typer.Option(min=1, help="Labels bought per round (the batch size of each step).")] = 50,
     rounds: Annotated[int, typer.Option(min=1, help="Steps per run.")] = 6,
-    methods: Annotated[str, typer.Option(help="Comma-separated selection methods to compare.")] = "random,coreset,coral",
+    methods: Annotated[str, typer.Option(help="Comma-separated selection methods to compare; NAME@SCORE gives one its own score, e.g. coral@entropy:mean.")] = "random,coreset,coral",
     seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..N-1); curves show mean ± std.")] = 3,
+    first_batch_excludes: Annotated[Optional[str], typer.Option(help="Comma-separated scenes (the ground truth's per-image \"scene\") the shared first batch must not contain, so the first model is blind to them.")] = None,
     initial: Annotated[Optional[int], typer.Option(help="Size of the shared first batch (default: --budget-per-round).")] = None,
     test_fraction: Annotated[float, typer.Option(help="Share of the labeled images held out as the common test set.")] = 0.2,
     score: Annotated[Optional[str], typer.Option(help="Score NAME:AGG for coral (default: the project default).")] = None,
@@ -442,7 +443,9 @@ def simulate(
         plan = SimulationPlan(images=images, ground_truth=labels, out=out, budget_per_round=budget_per_round,
                               rounds=rounds, methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
                               seeds=tuple(range(seeds)), initial=initial, test_fraction=test_fraction,
-                              score=score, config=cfg)
+                              score=score, config=cfg,
+                              first_batch_excludes=tuple(x.strip() for x in (first_batch_excludes or "").split(",")
+                                                         if x.strip()))
         return run_simulation(plan, progress=not quiet, echo=console.print)
 
     r = _run(go)

@@ -380,7 +380,7 @@ def step(
 
         # Pool predictions feed the scores, the pre-annotations and the report. A simulation of a
         # method that uses no scores may skip them (infer_pool=False) to save most of a step's time.
-        run_inference = infer_pool or "scores" in available_methods()[method]
+        run_inference = infer_pool or "scores" in selectors()[method].uses
 
         def infer_stage(finish: Callable) -> None:
             paths = [project.image_root / r.path for r in candidates] if run_inference else []
@@ -805,9 +805,10 @@ def reselect(
         old_ids = {m.image_id for m in old}
         blocked = store.labeled_ids() | (store.queued_ids() - old_ids)
         needs = available_methods()[method]
-        if "scores" in needs:
-            if it == 0:
-                raise ProjectError(f"{project_dir}: {method} needs uncertainty scores; they exist after the first step")
+        uses = selectors()[method].uses
+        if "scores" in needs and it == 0:
+            raise ProjectError(f"{project_dir}: {method} needs uncertainty scores; they exist after the first step")
+        if "scores" in uses and it > 0:
             parse_score_spec(score)
             if not store.scores(it, score):
                 raise ProjectError(
@@ -815,11 +816,12 @@ def reselect(
                     f"stored: {', '.join(store.score_names(it)) or 'none'}"
                 )
         checkpoint = project.root / done[-1].checkpoint if done[-1].checkpoint else None
+        scored = "scores" in uses and it > 0
         selection, _ = _select_batch(project, it, rows, method=method, n=n,
-                                     score=score if "scores" in needs else None, blocked=blocked,
+                                     score=score if scored else None, blocked=blocked,
                                      checkpoint=checkpoint, options=options, progress=progress)
         with store.transaction():
-            _write_selection(store, it, method, rows, selection, score_spec=score if "scores" in needs else None)
+            _write_selection(store, it, method, rows, selection, score_spec=score if scored else None)
             store.update_iteration(it, method=method, score_spec=score if it > 0 else None)
         _export_batch(project, it, predictions=project.predictions_file(it) if it > 0 else None,
                       model_version=f"iteration-{it}" if it > 0 else None)

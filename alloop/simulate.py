@@ -37,6 +37,10 @@ from alloop.project import Project, ProjectConfig
 log = logging.getLogger("alloop")
 
 CURVE_COLUMNS = ["method", "seed", "round", "n_labeled", "map50", "map"]
+# Per slice (the ground truth's per-image "scene"), when it has them: where each method's labels went
+# and how the model does on that slice of the test split. Finding the rare cases is much of what
+# active learning is bought for, and an overall mAP hides them.
+SLICE_COLUMNS = ["method", "seed", "round", "slice", "labeled", "labeled_boxes", "test_images", "map50"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class SimulationPlan:
     out: Path
     budget_per_round: int = 50
     rounds: int = 6
+    # Method names, or NAME@SCORE to give one method its own uncertainty score.
     methods: tuple[str, ...] = ("random", "coreset", "coral")
     seeds: tuple[int, ...] = (0, 1, 2)
     initial: int | None = None          # size of the shared first batch (default: budget_per_round)
@@ -56,6 +61,9 @@ class SimulationPlan:
     split_seed: int = 0                 # the test split does not depend on the run seeds, so runs merge
     score: str | None = None
     config: ProjectConfig | None = None
+    # Slices (the ground truth's per-image "scene") the shared first batch must not contain: the
+    # first model is then blind to them, as an early detector is to a scene type nobody labeled yet.
+    first_batch_excludes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.budget_per_round <= 0 or self.rounds <= 0:
@@ -64,6 +72,10 @@ class SimulationPlan:
             raise ConfigError("--methods and --seeds must not be empty")
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"--test-fraction must be in (0, 1), got {self.test_fraction}")
+        for spec in self.methods:
+            name, at, score = spec.partition("@")
+            if at and not score:
+                raise ConfigError(f"--methods: {spec!r} names no score after '@' (e.g. coral@entropy:mean)")
         if "random" not in self.methods:
             log.info("no 'random' in --methods: the comparison to random sampling is skipped")
 
@@ -87,8 +99,10 @@ def simulate(plan: SimulationPlan, *, progress: bool = True, echo: Callable[[str
     pool_dir, test_gt, pool_gt = _prepare_split(plan, out)
     oracle = GroundTruthOracle(pool_gt)
     test = _load_test(test_gt, out / "test")
-    curves_csv = out / "curves.csv"
+    curves_csv, slices_csv = out / "curves.csv", out / "slices.csv"
     rows = pd.read_csv(curves_csv).to_dict("records") if curves_csv.exists() else []
+    slice_rows = pd.read_csv(slices_csv).to_dict("records") if slices_csv.exists() else []
+    pool_slices, pool_boxes = _slices(pool_gt), _box_counts(pool_gt)
     done = {(r["method"], int(r["seed"]), int(r["round"])) for r in rows}
     base_cfg = (plan.config or ProjectConfig(image_root=str(pool_dir))).with_changes(
         image_root=str(pool_dir.resolve()), val_fraction=0.0, export_formats=("coco",)
@@ -99,10 +113,13 @@ def simulate(plan: SimulationPlan, *, progress: bool = True, echo: Callable[[str
         base = out / "runs" / f"seed-{seed}" / "_init"
         if not _initialised(base):
             loop.init(base, pool_dir, n=initial, method=plan.init_method, config=cfg, progress=progress)
+            if plan.first_batch_excludes:
+                _exclude_from_first_batch(base, pool_gt, plan.first_batch_excludes, seed)
         for method in plan.methods:
-            run = out / "runs" / f"seed-{seed}" / method
+            run = out / "runs" / f"seed-{seed}" / method.replace("@", "__").replace(":", "-")
             if not run.exists():
                 shutil.copytree(base, run, ignore=shutil.ignore_patterns(".alloop.lock"))
+            _write_slices(run, pool_gt)
             for rnd in range(1, plan.rounds + 1):
                 if (method, seed, rnd) in done:
                     continue
@@ -112,6 +129,9 @@ def simulate(plan: SimulationPlan, *, progress: bool = True, echo: Callable[[str
                 rows.append({"method": method, "seed": seed, "round": rnd, "n_labeled": m["n_labeled"],
                              "map50": m["map50"], "map": m["map"]})
                 done.add((method, seed, rnd))
+                slice_rows += [{"method": method, "seed": seed, "round": rnd, **r}
+                               for r in _slice_rows(m, test, pool_slices, pool_boxes)]
+                atomic.write_text(slices_csv, pd.DataFrame(slice_rows, columns=SLICE_COLUMNS).to_csv(index=False))
                 atomic.write_text(curves_csv, pd.DataFrame(rows, columns=CURVE_COLUMNS).to_csv(index=False))
                 echo(f"  {method} seed {seed}: {m['n_labeled']} labels → test mAP@0.5 {m['map50']:.3f}")
     curves = pd.DataFrame(rows, columns=CURVE_COLUMNS).sort_values(["method", "seed", "round"])
@@ -120,10 +140,24 @@ def simulate(plan: SimulationPlan, *, progress: bool = True, echo: Callable[[str
     atomic.write_text(summary_csv, summary.to_csv(index=False))
     plot = plot_curves(curves, out / "learning_curve.png")
     _share_curves(out, curves)
-    return SimulationResult(curves, summary, curves_csv, summary_csv, plot)
+    slices = pd.DataFrame(slice_rows, columns=SLICE_COLUMNS)
+    return SimulationResult(curves, summary, curves_csv, summary_csv, plot, extra={"slices": slices})
 
 
 # -- analysis -------------------------------------------------------------------------------
+
+
+def slice_summary(slices: pd.DataFrame) -> pd.DataFrame:
+    """Per method, slice and labeled round: mean share of labeled images and boxes, and test mAP@0.5."""
+    if slices.empty:
+        return slices
+    df = slices.copy()
+    totals = df.groupby(["method", "seed", "round"])[["labeled", "labeled_boxes"]].transform("sum")
+    df["labeled_share"] = df["labeled"] / totals["labeled"].where(totals["labeled"] > 0)
+    df["boxes_per_image"] = df["labeled_boxes"] / df["labeled"].where(df["labeled"] > 0)
+    g = df.groupby(["method", "round", "slice"])
+    return g.agg(labeled_share=("labeled_share", "mean"), map50=("map50", "mean"),
+                 map50_std=("map50", "std"), seeds=("seed", "nunique")).reset_index()
 
 
 def mean_curves(curves: pd.DataFrame, metric: str = "map50") -> pd.DataFrame:
@@ -259,6 +293,7 @@ class _TestSet:
     paths: list[Path]
     annotations: list[ImageAnnotation]
     classes: list[str]
+    slices: dict[str, str] = field(default_factory=dict)  # file name -> scene, when the ground truth says
 
 
 def _load_test(test_gt: Path, test_dir: Path) -> _TestSet:
@@ -270,7 +305,8 @@ def _load_test(test_gt: Path, test_dir: Path) -> _TestSet:
         boxes.setdefault(a["image_id"], []).append(Box(x, y, x + w, y + h, cats[a["category_id"]]))
     anns = [ImageAnnotation(img["file_name"], img["width"], img["height"], tuple(boxes.get(img["id"], ())))
             for img in gt["images"]]
-    return _TestSet([test_dir / a.file_name for a in anns], anns, [cats[k] for k in sorted(cats)])
+    slices = {img["file_name"]: img["scene"] for img in gt["images"] if isinstance(img.get("scene"), str)}
+    return _TestSet([test_dir / a.file_name for a in anns], anns, [cats[k] for k in sorted(cats)], slices)
 
 
 def _initialised(project_dir: Path) -> bool:
@@ -286,8 +322,10 @@ def _step_once(run: Path, oracle: GroundTruthOracle, rnd: int, plan: SimulationP
     def annotate(project: Project, rows: Sequence[Any]) -> Path:
         return oracle.label([r.path for r in rows], run / "labels" / f"round-{rnd}.json")
 
+    # "NAME@SCORE" runs method NAME with its own score (e.g. coral@entropy:mean beside auto).
+    name, _, score = method.partition("@")
     # Methods that use no scores do not need the pool inference (the test-set evaluation is separate).
-    return loop.step(run, labels=None, n=plan.budget_per_round, method=method, score=plan.score,
+    return loop.step(run, labels=None, n=plan.budget_per_round, method=name, score=score or plan.score,
                      progress=progress, annotator=annotate, infer_pool=False)
 
 
@@ -298,7 +336,70 @@ def _evaluate_on_test(run: Path, iteration: int, test: _TestSet) -> dict[str, An
         trainer = loop.build_trainer(project, classes, resolve_device(project.config.device))
         preds = trainer.predict(project.root / it.checkpoint, test.paths, progress=False)
         m = evaluate(test.annotations, preds, classes)
-        return {"n_labeled": len(project.store.labeled_ids()), "map50": m.map50, "map": m.map}
+        labeled = project.store.labeled_ids()
+        paths = [r.path for r in project.store.images() if r.id in labeled]
+        return {"n_labeled": len(labeled), "map50": m.map50, "map": m.map, "preds": preds,
+                "classes": classes, "labeled_paths": paths}
+
+
+def _box_counts(pool_gt: Path) -> dict[str, int]:
+    """file name -> ground-truth boxes, to count what each labeled image cost."""
+    gt = json.loads(pool_gt.read_text(encoding="utf-8"))
+    per_id: dict[int, int] = {}
+    for a in gt.get("annotations", []):
+        per_id[a["image_id"]] = per_id.get(a["image_id"], 0) + 1
+    return {img["file_name"]: per_id.get(img["id"], 0) for img in gt["images"]}
+
+
+def _slice_rows(m: dict[str, Any], test: _TestSet, pool_slices: dict[str, str],
+                pool_boxes: dict[str, int]) -> list[dict[str, Any]]:
+    """Per slice: labeled images and boxes so far, and test mAP@0.5 on that slice's test images."""
+    out = []
+    for name in sorted(set(test.slices.values()) | set(pool_slices.values())):
+        keep = [i for i, a in enumerate(test.annotations) if test.slices.get(a.file_name) == name]
+        map50 = evaluate([test.annotations[i] for i in keep], [m["preds"][i] for i in keep], m["classes"]).map50 \
+            if keep else float("nan")
+        mine = [p for p in m["labeled_paths"] if pool_slices.get(p) == name]
+        out.append({"slice": name, "labeled": len(mine), "labeled_boxes": sum(pool_boxes.get(p, 0) for p in mine),
+                    "test_images": len(keep), "map50": map50})
+    return out
+
+
+def _slices(pool_gt: Path) -> dict[str, str]:
+    images = json.loads(pool_gt.read_text(encoding="utf-8"))["images"]
+    return {img["file_name"]: img["scene"] for img in images if isinstance(img.get("scene"), str)}
+
+
+def _exclude_from_first_batch(base: Path, pool_gt: Path, excludes: Sequence[str], seed: int) -> None:
+    """Redraw the shared first batch uniformly from the images outside the ``excludes`` slices."""
+    slice_of = _slices(pool_gt)
+    unknown = sorted(set(excludes) - set(slice_of.values()))
+    if unknown:
+        raise ConfigError(f"--first-batch-excludes: no image of slice(s) {', '.join(unknown)} in the ground truth; "
+                          f"slices: {', '.join(sorted(set(slice_of.values()))) or 'none'}")
+    with Project.open(base) as project:
+        store = project.store
+        members = store.tag_members(loop.INIT_TAG)
+        rows = [r for r in store.images() if r.state == "ok" and slice_of.get(r.path) not in set(excludes)]
+        if len(rows) < len(members):
+            raise ConfigError(f"--first-batch-excludes leaves {len(rows)} images for a first batch of {len(members)}")
+        rng = np.random.default_rng([seed, 7])
+        picked = [rows[int(i)] for i in rng.choice(len(rows), len(members), replace=False)]
+        with store.transaction():
+            store.delete_tag(loop.INIT_TAG)
+            store.create_tag(loop.INIT_TAG, iteration=0, method="random",
+                             members=[(r.id, None, None) for r in picked],
+                             options={"excluded_slices": list(excludes), "seed": seed})
+
+
+def _write_slices(run: Path, pool_gt: Path) -> None:
+    """Give a run project the pool's slices (the ground truth's per-image "scene"), for its report."""
+    target = run / "artifacts" / "simulation" / "slices.csv"
+    if target.exists():
+        return
+    rows = list(_slices(pool_gt).items())
+    if rows:
+        atomic.write_text(target, pd.DataFrame(rows, columns=["path", "slice"]).to_csv(index=False))
 
 
 def _share_curves(out: Path, curves: pd.DataFrame) -> None:

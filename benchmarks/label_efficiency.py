@@ -22,11 +22,12 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from alloop.demo import offline_imagenet_backbone
 from alloop.project import ProjectConfig
-from alloop.simulate import SimulationPlan, mean_curves, simulate
+from alloop.simulate import SimulationPlan, mean_curves, simulate, slice_summary
 from alloop.synthetic import generate_orchard
 
 
@@ -34,6 +35,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=Path, help="image folder (default: generate a synthetic orchard)")
     p.add_argument("--labels", type=Path, help="COCO ground truth of --images")
+    p.add_argument("--family", default="orchard", help="synthetic family: orchard (1 class) or cultivars "
+                   "(3 long-tailed classes, a cluttered minority of tiny apples)")
+    p.add_argument("--first-batch-excludes", default="",
+                   help="comma-separated scenes the shared first batch must not contain (a blind first model)")
     p.add_argument("--pool", type=int, default=300, help="synthetic images to generate (pool + test)")
     p.add_argument("--size", default="192x144", help="synthetic image size WxH")
     p.add_argument("--budget", type=int, default=20, help="labels per round")
@@ -42,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed … first-seed+seeds-1")
     p.add_argument("--merge", type=Path, nargs="+",
                    help="only summarise: merge the curves.csv of these --out folders (runs split across processes)")
-    p.add_argument("--methods", default="random,coreset,coral")
+    p.add_argument("--methods", default="random,coreset,coral",
+                   help="comma-separated methods; NAME@SCORE gives one its own score (coral@entropy:mean)")
     p.add_argument("--score", default=None, help="coral's score NAME:AGG (default: the project default)")
     p.add_argument("--epochs", type=int, default=6, help="detector epochs per round (fine-tuned from the last round)")
     p.add_argument("--max-steps", type=int, default=None,
@@ -62,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     if args.images is None:
         w, h = (int(v) for v in args.size.lower().split("x"))
-        data = args.out / "data"
+        data = args.out / ("data" if args.family == "orchard" else f"data-{args.family}")
         if not (data / "annotations.json").exists():
-            generate_orchard(data, args.pool, size=(w, h), seed=1234)
+            generate_orchard(data, args.pool, size=(w, h), seed=1234, family=args.family)
         images, labels, min_side, max_side = data / "images", data / "annotations.json", min(w, h), max(w, h)
     else:
         images, labels, min_side, max_side = args.images, args.labels, 320, 320
@@ -83,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                            trainer_options=trainer)
     plan = SimulationPlan(images=images, ground_truth=labels, out=args.out, budget_per_round=args.budget,
                           rounds=args.rounds, methods=tuple(args.methods.split(",")), seeds=tuple(range(args.first_seed, args.first_seed + args.seeds)),
-                          score=args.score, config=config)
+                          score=args.score, config=config,
+                          first_batch_excludes=tuple(x for x in args.first_batch_excludes.split(",") if x))
     result = simulate(plan, progress=False, echo=lambda m: print(m, flush=True))
     minutes = (time.perf_counter() - t0) / 60
 
@@ -93,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     stds = means.pivot(index="n_labeled", columns="method", values="std")
     print(table.round(3).astype(str).add(" ± ").add(stds.round(3).astype(str)).to_string())
     print("\n" + result.summary.round(3).to_string(index=False))
+    slices = slice_summary(result.extra.get("slices", pd.DataFrame()))
+    if not slices.empty:
+        print("\nper slice: share of the labeled images, test mAP@0.5 on that slice (mean over seeds)")
+        print(slices.round(3).to_string(index=False))
     print(f"\n{minutes:.1f} min on {platform.processor() or platform.machine()}, torch threads {args.threads}, "
           f"device {args.device}; curves {result.curves_csv}, plot {result.plot}")
     if args.results_md:
@@ -101,14 +112,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from alloop.simulate import SimulationResult, summarise
 
     curves = pd.concat([pd.read_csv(d / "curves.csv") for d in args.merge]).sort_values(["method", "seed", "round"])
     summary = summarise(curves)
     args.out.mkdir(parents=True, exist_ok=True)
     curves.to_csv(args.out / "curves.csv", index=False)
+    slice_files = [d / "slices.csv" for d in args.merge if (d / "slices.csv").exists()]
+    if slice_files:
+        slices = pd.concat([pd.read_csv(f) for f in slice_files])
+        slices.to_csv(args.out / "slices.csv", index=False)
+        print(slice_summary(slices).round(3).to_string(index=False) + "\n")
     summary.to_csv(args.out / "summary.csv", index=False)
     means = mean_curves(curves)
     table = means.pivot(index="n_labeled", columns="method", values="mean")

@@ -180,3 +180,25 @@ def test_selection_options_reach_only_the_methods_that_know_them():
     assert _method_options(cfg, "random") == {}
     assert _method_options(cfg, "coreset") == {"hot_size": 64}
     assert _method_options(cfg, "coral") == {"alpha": 0.3, "hot_size": 64}
+
+
+@pytest.mark.slow
+def test_auto_is_typiclust_at_init_then_coral_on_scores(tmp_path, orchard, tiny_config, make_labels):
+    res = loop.init(tmp_path / "proj", orchard / "images", n=6, method="auto", config=tiny_config, progress=False)
+    proj = tmp_path / "proj"
+    with Project.open(proj, lock=False) as p:
+        tag = p.store.tag(res.tag)
+        assert tag.method == "auto" and tag.options["regime"] == "cold-start"
+        assert tag.options["strategy"] == "typiclust"
+    labels = make_labels(orchard / "annotations.json", _queued(proj), tmp_path / "round1.json")
+    r1 = loop.step(proj, labels=labels, n=4, method="auto", score="detection_entropy", progress=False)
+    with Project.open(proj, lock=False) as p:
+        tag = p.store.tag(r1.tag)
+        assert tag.options["regime"] == "low-budget" and tag.options["strategy"] == "coral"
+        assert tag.options["typicality"] == 0.5 and tag.options["score"] == "detection_entropy"
+        members = p.store.tag_members(r1.tag)
+        stored = p.store.scores(1, "detection_entropy")
+        assert len(members) == 4 and all(m.score == pytest.approx(stored[m.image_id]) for m in members)
+    # Between rounds the same batch can be re-picked past the low-budget switch.
+    sel = loop.reselect(proj, method="auto", options={"low_budget": 0}, progress=False)
+    assert sel.options["regime"] == "uncertainty" and sel.options["typicality"] == 0.0

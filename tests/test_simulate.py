@@ -77,3 +77,56 @@ def test_tiny_simulation_from_the_cli(tmp_path, orchard):
     # Rerunning continues: nothing to do, same curves.
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and len(pd.read_csv(tmp_path / "sim" / "curves.csv")) == 4
+
+
+def test_method_at_score_needs_a_score(tmp_path):
+    with pytest.raises(ConfigError, match="names no score after '@'"):
+        SimulationPlan(images=tmp_path, ground_truth=tmp_path / "gt.json", out=tmp_path, methods=("random", "coral@"))
+
+
+def test_slice_summary_shares_and_boxes():
+    from alloop.simulate import slice_summary
+
+    rows = [
+        {"method": "coral", "seed": s, "round": 1, "slice": name, "labeled": lab, "labeled_boxes": 3 * lab,
+         "test_images": 5, "map50": m}
+        for s in (0, 1) for name, lab, m in (("sunny", 6, 0.5), ("dusk", 2, 0.1 + 0.1 * s))
+    ]
+    out = slice_summary(pd.DataFrame(rows)).set_index("slice")
+    assert out.loc["dusk", "labeled_share"] == pytest.approx(0.25)
+    assert out.loc["dusk", "map50"] == pytest.approx(0.15) and out.loc["sunny", "seeds"] == 2
+
+
+@pytest.mark.slow
+def test_first_batch_without_a_scene_and_slices_per_round(tmp_path, orchard):
+    import json
+
+    gt = json.loads((orchard / "annotations.json").read_text())
+    scenes = {img["scene"] for img in gt["images"]}
+    common = max(scenes, key=lambda s: sum(img["scene"] == s for img in gt["images"]))
+    args = ["simulate", "--images", str(orchard / "images"), "--labels", str(orchard / "annotations.json"),
+            "--out", str(tmp_path / "sim"), "--budget-per-round", "4", "--rounds", "1",
+            "--methods", "random,auto@detection_entropy", "--seeds", "1", "--first-batch-excludes", common,
+            "--embedder", "backbone", "-E", "arch=\"mobilenet_v3_small\"", "-E", "weights=\"none\"",
+            "-E", "image_size=32", "-T", "weights=\"none\"", "-T", "epochs=1", "-T", "max_steps=2",
+            "-T", "min_size=96", "-T", "max_size=128", "--device", "cpu", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    slices = pd.read_csv(tmp_path / "sim" / "slices.csv")
+    assert set(slices["method"]) == {"random", "auto@detection_entropy"}
+    assert set(slices["slice"]) <= scenes and slices["map50"].dropna().between(0, 1).all()
+    # The shared first batch holds none of the excluded scene; the runs' reports know the slices.
+    from alloop.project import Project
+
+    with Project.open(tmp_path / "sim" / "runs" / "seed-0" / "_init", lock=False) as p:
+        first = [m.path for m in p.store.tag_members("initial-selection")]
+        assert len(first) == 4
+    scene_of = {img["file_name"]: img["scene"] for img in gt["images"]}
+    assert all(scene_of[path] != common for path in first)
+    assert (tmp_path / "sim" / "runs" / "seed-0" / "auto__detection_entropy" / "artifacts" / "simulation"
+            / "slices.csv").exists()
+    bad_args = list(args)
+    bad_args[bad_args.index(common)] = "moon"
+    bad_args[bad_args.index(str(tmp_path / "sim"))] = str(tmp_path / "s2")
+    bad = CliRunner().invoke(app, bad_args)
+    assert bad.exit_code == 1 and "no image of slice(s) moon" in bad.output

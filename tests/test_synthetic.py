@@ -193,7 +193,7 @@ def test_border_and_nearer_apples_cut_the_box() -> None:
 def test_rendered_boxes_lie_within_full_apple_and_some_are_occluded() -> None:
     shrunk = 0
     for k in range(6):
-        _, visible = _render_scene(np.random.default_rng([5, k]), SCENE["overcast_green"], SIZE)
+        _, visible, _ = _render_scene(np.random.default_rng([5, k]), SCENE["overcast_green"], SIZE)
         for v in visible:
             x0, y0, x1, y1 = v.full_box
             clipped = (max(x0, 0), max(y0, 0), min(x1, SIZE[0]), min(y1, SIZE[1]))
@@ -209,3 +209,29 @@ def test_bad_arguments_raise_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="at least 32x32, got 16x16"):
         generate_orchard(tmp_path, 1, size=(16, 16))
     assert not (tmp_path / "annotations.json").exists()
+
+
+def test_cultivars_family_has_three_long_tailed_classes_and_a_cluttered_minority(tmp_path):
+    from alloop.synthetic import CULTIVAR_SCENES
+
+    out = generate_orchard(tmp_path, 60, size=(96, 72), seed=2, family="cultivars", subfolders=False)
+    gt = json.loads(out.annotations.read_text())
+    assert [c["name"] for c in gt["categories"]] == ["red", "green", "yellow"]
+    per_class = np.bincount([a["category_id"] for a in gt["annotations"]], minlength=4)[1:]
+    assert per_class.min() > 0 and per_class[2] < per_class[0]  # yellow is the tail
+    assert set(out.scene_counts) == {s.name for s in CULTIVAR_SCENES}
+    scene_of = {img["id"]: img["scene"] for img in gt["images"]}
+    side = {s: np.median([min(a["bbox"][2:]) for a in gt["annotations"] if scene_of[a["image_id"]] == s])
+            for s in ("cluttered_canopy", "sunny_mixed")}
+    assert side["cluttered_canopy"] < side["sunny_mixed"]  # the minority's apples are small
+
+
+def test_the_orchard_family_is_unchanged_by_the_family_option(tmp_path):
+    a = generate_orchard(tmp_path / "a", 3, size=SIZE, seed=3)
+    b = generate_orchard(tmp_path / "b", 3, size=SIZE, seed=3, family="orchard")
+    assert a.annotations.read_text() == b.annotations.read_text()
+
+
+def test_unknown_family_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="unknown synthetic family 'forest'; known: orchard, cultivars"):
+        generate_orchard(tmp_path, 1, family="forest")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from alloop.boxes import Detections, ImageAnnotation
 from alloop.embed.cache import load_cached_embeddings
@@ -38,6 +39,9 @@ MAP_MAX_POINTS = 20_000
 # The loop's stages in the order they run (init's, then step's), for the timings table.
 STAGE_ORDER = ("register", "embed", "import", "train", "evaluate", "infer", "score", "select", "export", "report")
 SIMULATION_CURVES = Path("simulation") / "curves.csv"  # under the project's artifacts/
+# Optional: one row per image, ``path,slice`` (a scene type, a site...); `alloop simulate` writes it
+# from the ground truth's per-image "scene" so the report can show where each batch went.
+SLICES_FILE = Path("simulation") / "slices.csv"
 
 
 def tag_name(iteration: int) -> str:
@@ -154,6 +158,40 @@ class EmbeddingMap:
 
 
 @dataclass(frozen=True)
+class SliceShare:
+    """One slice of the pool (e.g. a scene type): its share of the scored pool and of the batch."""
+
+    name: str
+    pool: int
+    selected: int
+    pool_share: float
+    selected_share: float
+
+
+@dataclass(frozen=True)
+class BatchCoverage:
+    """Where the batch went: picks on which the model kept no box (score ≥ 0.5), against the pool.
+
+    A batch that avoids such images while the pool has many is the failure of issue 20: uncertainty
+    that calls "the model sees nothing here" certain.
+    """
+
+    picks: int
+    zero_detection_picks: int
+    pool: int  # scored (predicted) images of the iteration
+    zero_detection_pool: int
+    slices: tuple[SliceShare, ...] = ()
+
+    @property
+    def zero_detection_pick_share(self) -> float:
+        return self.zero_detection_picks / self.picks if self.picks else math.nan
+
+    @property
+    def zero_detection_pool_share(self) -> float:
+        return self.zero_detection_pool / self.pool if self.pool else math.nan
+
+
+@dataclass(frozen=True)
 class ClassRow:
     """Per class: labeled boxes, predicted boxes, held-out AP now and in the previous measurement."""
 
@@ -197,6 +235,7 @@ class ReportData:
     training: tuple[Mapping[str, float], ...]  # per-epoch history of this iteration's training
     image_paths: Mapping[int, str]  # image id -> path relative to the image root, for the CSV files
     notes: Mapping[str, str] = field(default_factory=dict)  # section id -> why it is empty or partial
+    coverage: BatchCoverage | None = None  # None before a model has predicted on the pool
 
 
 def gather_report_data(project: Project, iteration: int) -> ReportData:
@@ -272,6 +311,7 @@ def gather_report_data(project: Project, iteration: int) -> ReportData:
     )
 
     scores, other_scores = _score_distribution(store, iteration, summary.score_spec, selected_ids, notes)
+    coverage = _batch_coverage(project, detections, selected_ids, by_id)
     embedding_map = _embedding_map(project, iteration, images, labeled_now, set(selected_ids), notes)
     class_rows = _class_rows(iteration, classes, annotations, labeled_now, detections, record, previous, notes)
 
@@ -305,6 +345,7 @@ def gather_report_data(project: Project, iteration: int) -> ReportData:
         training=training,
         image_paths={r.id: r.path for r in by_id.values()},
         notes=notes,
+        coverage=coverage,
     )
 
 
@@ -374,6 +415,35 @@ def _batch_boxes(
             for b, c, s in zip(d.boxes, d.labels, d.scores)
         )
     return out
+
+
+def _batch_coverage(
+    project: Project, detections: Mapping[int, Detections], selected: Sequence[int], by_id: Mapping[int, Any]
+) -> BatchCoverage | None:
+    """Zero-detection picks against the predicted pool, and slice shares when slices.csv names them."""
+    if not detections:
+        return None
+    empty = {i for i, d in detections.items() if len(d.above(PREDICTION_THRESHOLD)) == 0}
+    # The batch was picked from the predicted images; its share compares with theirs.
+    picks = [i for i in selected if i in detections]
+    slices: tuple[SliceShare, ...] = ()
+    path = project.artifacts / SLICES_FILE
+    if path.exists():
+        try:
+            table = pd.read_csv(path, dtype=str)
+            of = dict(zip(table["path"], table["slice"]))
+        except (OSError, ValueError, KeyError, pd.errors.ParserError):
+            of = {}
+        slice_of = {i: of.get(by_id[i].path) for i in detections if i in by_id}
+        names = sorted({v for v in slice_of.values() if isinstance(v, str)})
+        n_pool, n_sel = len(detections), len(picks)
+        slices = tuple(
+            SliceShare(name, sum(v == name for v in slice_of.values()), sum(slice_of.get(i) == name for i in picks),
+                       sum(v == name for v in slice_of.values()) / n_pool if n_pool else math.nan,
+                       sum(slice_of.get(i) == name for i in picks) / n_sel if n_sel else math.nan)
+            for name in names
+        )
+    return BatchCoverage(len(picks), sum(i in empty for i in picks), len(detections), len(empty), slices)
 
 
 def _score_distribution(

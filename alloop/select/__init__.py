@@ -21,6 +21,7 @@ from alloop.select.base import (
     check_k,
     torch_device,
 )
+from alloop.select.auto import DEFAULT_LOW_BUDGET, DEFAULT_TYPICALITY, run_auto
 from alloop.select.coral import DEFAULT_ALPHA, coral_greedy, run_coral
 from alloop.select.coreset import DEFAULT_THREADS, k_center_greedy, run_coreset
 from alloop.select.maxherding import max_herding, run_maxherding
@@ -100,6 +101,19 @@ register(
         MappingProxyType({"sigma": "auto"}),
         run_maxherding,
         "greedy Gaussian-kernel coverage of the pool (Bae et al. 2024; ProbCover without a radius)",
+    )
+)
+
+
+register(
+    Selector(
+        "auto",
+        ("embeddings",),
+        MappingProxyType({"low_budget": DEFAULT_LOW_BUDGET, "typicality": DEFAULT_TYPICALITY,
+                          "alpha": DEFAULT_ALPHA, "threads": DEFAULT_THREADS}),
+        run_auto,
+        "by regime: typiclust at the cold start, then coral (+ typicality below low_budget labeled images)",
+        wants=("scores",),
     )
 )
 

@@ -53,6 +53,12 @@ class Selector:
     defaults: Mapping[str, Any]  # every accepted option with its default
     run: Callable[..., Selection]  # run(k, inputs, pool, *, seed, device, **options) -> Selection
     summary: str = ""
+    wants: tuple[str, ...] = ()  # SelectionInputs fields used when present (the loop provides them)
+
+    @property
+    def uses(self) -> tuple[str, ...]:
+        """Every input the strategy reads: what it needs and what it uses when present."""
+        return self.needs + tuple(w for w in self.wants if w not in self.needs)
 
 
 # What to tell the user when an input a strategy needs is missing.

@@ -213,3 +213,37 @@ def test_huge_pools_are_subsampled_on_the_map(report_project, monkeypatch):
     assert len(m.points) == 10 and m.subsampled_from == 16
     assert int((m.status == "labeled").sum()) == 4 and int((m.status == "selected").sum()) == 4
     assert "10 of 16 images drawn" in gather_report_data(project, 1).notes["embedding-map"]
+
+
+def test_coverage_counts_zero_detection_picks_and_slices(report_project):
+    from alloop.boxes import Detections
+    from alloop.predictions import load_predictions, save_predictions
+    from alloop.report.render import render_html
+
+    project = report_project(steps=1)
+    path = project.predictions_file(1)
+    ids, dets, _ = load_predictions(path)
+    picked = [m.image_id for m in project.store.tag_members("iteration-1")]
+    # The model keeps no box on the first two picks and on two other pool images.
+    blind = set(picked[:2]) | set([i for i in ids.tolist() if i not in picked][:2])
+    dets = [Detections.empty(2) if i in blind else d for i, d in zip(ids.tolist(), dets)]
+    save_predictions(path, ids.tolist(), dets, num_classes=2)
+    paths = {r.id: r.path for r in project.store.images()}
+    rows = ["path,slice"] + [f"{paths[i]},{'dark' if i in blind else 'sunny'}" for i in ids.tolist()]
+    (project.artifacts / "simulation").mkdir(parents=True, exist_ok=True)
+    (project.artifacts / "simulation" / "slices.csv").write_text("\n".join(rows) + "\n")
+
+    c = gather_report_data(project, 1).coverage
+    assert (c.picks, c.zero_detection_picks, c.pool, c.zero_detection_pool) == (4, 2, 12, 4)
+    assert c.zero_detection_pick_share == pytest.approx(0.5) and c.zero_detection_pool_share == pytest.approx(1 / 3)
+    dark = next(s for s in c.slices if s.name == "dark")
+    assert (dark.pool, dark.selected) == (4, 2) and dark.selected_share == pytest.approx(0.5)
+    html = render_html(gather_report_data(project, 1))
+    assert 'id="coverage"' in html and "2 of 4" in html and "<td>dark</td>" in html
+
+
+def test_no_coverage_before_a_model_or_without_slices(report_project):
+    project = report_project(steps=1)
+    assert gather_report_data(project, 0).coverage is None
+    c = gather_report_data(project, 1).coverage
+    assert c.zero_detection_picks == 0 and c.slices == ()

@@ -18,7 +18,13 @@ from alloop.boxes import Box, Detections, ImageAnnotation
 from alloop.errors import ConfigError, TrainerError
 from alloop.trainers import Trainer, config_from_mapping, load_trainer
 from alloop.trainers.base import Example
-from alloop.trainers.detection_model import build_detector, detect, hub_cache_path
+from alloop.trainers.detection_model import (
+    PROPOSALS_RECORDED,
+    build_detector,
+    detect,
+    hub_cache_path,
+    rpn_proposals,
+)
 from alloop.trainers.torchvision import (
     CHECKPOINT_FORMAT,
     MODELS,
@@ -340,6 +346,25 @@ def test_full_softmax_postprocess_matches_torchvision_with_one_class():
         assert ((o["objectness"] > 0) & (o["objectness"] < 1)).all()
 
 
+def test_detect_records_the_top_proposals_kept_or_not():
+    """The candidate regions behind the miss-aware scores: the RPN's top proposals by objectness with
+    the box head's 1 - p(background), whatever the score threshold kept."""
+    model = _random_detector(2)
+    images = [torch.rand(3, 96, 128)]
+    with torch.inference_mode():
+        loose = detect(model, images, score_threshold=0.05, nms_threshold=0.5, detections_per_img=100)[0]
+        strict = detect(model, images, score_threshold=0.999, nms_threshold=0.5, detections_per_img=100)[0]
+        image_list, _ = model.transform(images)
+        proposals, objectness = rpn_proposals(model.rpn, image_list, model.backbone(image_list.tensors))
+    assert len(strict["boxes"]) == 0
+    for out in (loose, strict):
+        o, f = out["proposal_objectness"], out["proposal_foreground"]
+        assert len(o) == min(PROPOSALS_RECORDED, len(proposals[0])) == len(f)
+        torch.testing.assert_close(o, torch.sort(objectness[0], descending=True).values[: len(o)])
+        assert (o[:-1] >= o[1:]).all() and ((f >= 0) & (f <= 1)).all()
+    torch.testing.assert_close(loose["proposal_foreground"], strict["proposal_foreground"])
+
+
 def test_full_softmax_postprocess_with_two_classes():
     """torchvision turns each (box, class) pair into a detection; ours keeps one box with its
     whole distribution. The top detection is the same in both."""
@@ -392,6 +417,7 @@ def test_predict_returns_full_distributions(trained):
     trainer, result, train, _, _ = trained
     dets = trainer.predict(result.checkpoint, [ex.path for ex in train], score_threshold=0.01, progress=False)
     assert len(dets) == len(train) and all(isinstance(d, Detections) for d in dets)
+    assert all(d.has_proposals and 0 < len(d.proposal_objectness) <= PROPOSALS_RECORDED for d in dets)
     assert sum(len(d) for d in dets) > 0
     for d in dets:
         n = len(d)
