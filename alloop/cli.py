@@ -90,7 +90,7 @@ def init(
     project: ProjectArg,
     images: Annotated[Optional[Path], typer.Option("--images", "-i", help="Folder of raw images (searched recursively for jpg/png/tif/bmp/webp).")] = None,
     n: BatchOpt = 100,
-    method: Annotated[Optional[str], typer.Option(help="First-batch selection: coreset (diverse, default) or random.")] = None,
+    method: Annotated[Optional[str], typer.Option(help="First-batch selection: coreset (diverse, default), typiclust (typical images of k-means clusters), maxherding (kernel coverage), auto (typiclust) or random.")] = None,
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names, in order. Default: taken from the first label file.")] = None,
     embedder: Annotated[str, typer.Option(help="Embedder: ssl (self-supervised on your images; no download), backbone, detector.")] = "ssl",
     embedder_option: Annotated[Optional[list[str]], typer.Option("--embedder-option", "-E", help="Embedder setting KEY=VALUE (repeatable), e.g. -E epochs=20.")] = None,
@@ -148,7 +148,7 @@ def step(
     labels: Annotated[Optional[Path], typer.Option("--labels", "-l", help="Labels of the last batch, as exported by your labeling tool.")] = None,
     label_format: Annotated[Optional[str], typer.Option("--format", "-f", help="Label format (sniffed when omitted): coco, labelstudio, cvat, cvat_xml, kitti, voc, yolo.")] = None,
     n: BatchOpt = 100,
-    method: Annotated[Optional[str], typer.Option(help="Next-batch selection: coral (diversity + uncertainty, default), coreset or random.")] = None,
+    method: Annotated[Optional[str], typer.Option(help="Next-batch selection: coral (diversity + uncertainty, default), auto (coral + typicality at low budgets), coreset, typiclust, maxherding or random.")] = None,
     score: Annotated[Optional[str], typer.Option(help="Uncertainty score NAME:AGG used by coral and stored for the report, e.g. entropy:max (see `alloop scores`).")] = None,
     clip_boxes: Annotated[bool, typer.Option(help="Clip boxes that stick out of the image (with a warning) instead of refusing the file.")] = False,
     add_classes: Annotated[bool, typer.Option(help="Accept class names the project does not know yet.")] = False,
@@ -266,7 +266,7 @@ def synth(
 
 @app.command()
 def demo(
-    directory: Annotated[Path, typer.Argument(help="Working folder for the generated data and the demo project.")] = Path("demo-run"),
+    directory: Annotated[Path, typer.Argument(help="Working folder for the generated data and the demo project.")] = Path("data/demo"),
     images: Annotated[int, typer.Option(help="Pool size (synthetic orchard images).")] = 240,
     steps: Annotated[int, typer.Option(help="Labeling rounds after init.")] = 3,
     n: BatchOpt = 24,
@@ -393,7 +393,7 @@ def embed(
 def select_cmd(
     project: ProjectArg,
     n: Annotated[Optional[int], typer.Option("--n", "-n", min=1, help="Batch size (default: the current batch's size).")] = None,
-    method: Annotated[Optional[str], typer.Option(help="coral, coreset or random.")] = None,
+    method: Annotated[Optional[str], typer.Option(help="coral, auto, coreset, typiclust, maxherding or random.")] = None,
     score: Annotated[Optional[str], typer.Option(help="Score NAME:AGG for coral (any score stored this iteration).")] = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Selection option KEY=VALUE, e.g. -o alpha=0.3, -o score_threshold=0.2, -o balance=true.")] = None,
     quiet: QuietOpt = False,

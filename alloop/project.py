@@ -10,7 +10,7 @@ import fcntl
 import os
 import socket
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,21 +98,23 @@ class ProjectConfig:
         e, t = doc.get("embedder", {}), doc.get("trainer", {})
         if "image_root" not in p:
             raise ConfigError(f"{where}: [project] image_root is missing; set it to your image folder")
+        # Defaults come from the dataclass alone: a key absent from the file means "the default".
+        d = {f.name: f.default for f in fields(cls) if f.default is not MISSING}
         try:
             return cls(
                 image_root=str(p["image_root"]),
-                seed=int(p.get("seed", 0)),
-                device=str(p.get("device", "auto")),
-                val_fraction=float(p.get("val_fraction", 0.2)),
-                export_formats=tuple(p.get("export_formats", ("coco", "labelstudio"))),
+                seed=int(p.get("seed", d["seed"])),
+                device=str(p.get("device", d["device"])),
+                val_fraction=float(p.get("val_fraction", d["val_fraction"])),
+                export_formats=tuple(p.get("export_formats", d["export_formats"])),
                 image_url_prefix=p.get("image_url_prefix"),
-                init_method=str(s.get("init_method", "coreset")),
-                selection_method=str(s.get("method", "coral")),
-                score=str(s.get("score", DEFAULT_SCORE)),
+                init_method=str(s.get("init_method", d["init_method"])),
+                selection_method=str(s.get("method", d["selection_method"])),
+                score=str(s.get("score", d["score"])),
                 selection_options=dict(s.get("options", {})),
-                embedder=str(e.get("name", "ssl")),
+                embedder=str(e.get("name", d["embedder"])),
                 embedder_options=dict(e.get("options", {})),
-                trainer=str(t.get("name", "torchvision")),
+                trainer=str(t.get("name", d["trainer"])),
                 trainer_options=dict(t.get("options", {})),
             )
         except (TypeError, ValueError) as exc:

@@ -162,14 +162,16 @@ CULTIVAR_SCENES: tuple[Scene, ...] = (
         bg_blur=0.8, blur=0.5, noise=0.015,
     ),
     Scene(
-        name="cluttered_canopy", weight=0.21, apples=(18, 40), radius=(0.022, 0.034),
+        # Backlit dense canopy at dusk: small, dim apples behind many leaves, a look the common
+        # scenes never show, so a first model trained without it keeps (almost) no box on it.
+        name="cluttered_canopy", weight=0.21, apples=(18, 40), radius=(0.024, 0.034),
         palettes=(("red", 0.45), ("green", 0.35), ("yellow", 0.20)),
-        sky=0.05, sky_top=(0.62, 0.70, 0.80), sky_low=(0.80, 0.84, 0.88),
-        foliage_dark=(0.05, 0.13, 0.04), foliage_light=(0.40, 0.55, 0.16),
+        sky=0.08, sky_top=(0.30, 0.22, 0.42), sky_low=(0.95, 0.55, 0.28),
+        foliage_dark=(0.02, 0.05, 0.03), foliage_light=(0.16, 0.24, 0.10),
         fg_leaves=(35, 60), leaf_length=(0.04, 0.08), bg_leaves=700, branches=(3, 6),
-        light=(-0.3, -0.5, 0.8), ambient=0.45, specular=0.25, shadow=0.30,
-        brightness=(0.85, 1.0), contrast=0.8, cast=(1.0, 1.0, 1.0),
-        bg_blur=0.3, blur=0.5, noise=0.030, cluster_spread=5.0,
+        light=(0.85, -0.2, 0.45), ambient=0.20, specular=0.25, shadow=0.35,
+        brightness=(0.45, 0.62), contrast=0.8, cast=(1.2, 0.85, 0.65),
+        bg_blur=0.3, blur=0.8, noise=0.035, cluster_spread=5.0,
     ),
 )
 

@@ -91,3 +91,37 @@ def test_bad_values_are_config_errors():
         ProjectConfig(image_root="x", val_fraction=1.5)
     with pytest.raises(ConfigError, match="device"):
         ProjectConfig(image_root="x", device="tpu")
+
+
+def test_the_reference_config_in_specs_loads_round_trips_and_covers_every_key():
+    import dataclasses
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from alloop.embed import load_embedder
+    from alloop.select import selectors
+    from alloop.trainers import config_from_mapping, load_trainer
+
+    path = Path(__file__).resolve().parents[1] / "specs" / "alloop.toml"
+    text = path.read_text(encoding="utf-8")
+    cfg = ProjectConfig.from_toml(tomllib.loads(text), where=str(path))
+    assert ProjectConfig.from_toml(cfg.to_toml(), where="round trip") == cfg
+    # Every key alloop.toml accepts is shown, set or commented out with its meaning.
+    keys = set(re.findall(r"^#?\s*([a-z_]+)\s*=", text, flags=re.M))
+    toml_keys = {"image_root", "seed", "device", "val_fraction", "export_formats", "image_url_prefix",
+                 "init_method", "method", "score", "name"}
+    assert toml_keys <= keys
+    assert {f.name for f in dataclasses.fields(ProjectConfig)} - {"selection_method", "selection_options",
+                                                                  "embedder_options", "trainer_options",
+                                                                  "embedder", "trainer"} <= keys
+    # Its defaults are the code's, and every option it names is one a plugin or selector knows.
+    default = ProjectConfig(image_root=cfg.image_root)
+    for name in ("seed", "device", "val_fraction", "export_formats", "init_method", "selection_method", "score",
+                 "embedder", "trainer"):
+        assert getattr(cfg, name) == getattr(default, name), name
+    known = {k for s in selectors().values() for k in s.defaults}
+    assert set(re.findall(r"^#?\s*([a-z_]+)\s*=", text.split("[selection.options]")[1].split("[embedder]")[0],
+                          flags=re.M)) <= known
+    config_from_mapping(load_embedder(cfg.embedder).Config, cfg.embedder_options, where="specs embedder")
+    config_from_mapping(load_trainer(cfg.trainer).Config, cfg.trainer_options, where="specs trainer")

@@ -107,10 +107,17 @@ def test_k_above_the_pool_warns_and_returns_the_whole_pool(method: str) -> None:
 
 def test_available_methods_declare_their_inputs() -> None:
     assert available_methods() == {
+        "auto": ("embeddings",),
         "coral": ("embeddings", "scores"),
         "coreset": ("embeddings",),
+        "maxherding": ("embeddings",),
         "random": (),
+        "typiclust": ("embeddings",),
     }
+    # auto reads scores when the loop has them (after the first step) and works without.
+    from alloop.select import selectors
+
+    assert selectors()["auto"].uses == ("embeddings", "scores")
 
 
 def test_random_needs_no_embeddings() -> None:
@@ -186,7 +193,7 @@ def test_bad_k_is_a_clear_error(k: object) -> None:
 
 def test_unknown_method_lists_the_known_ones() -> None:
     with pytest.raises(
-        SelectionError, match="unknown selection method 'badge'; known: coral, coreset, random"
+        SelectionError, match="unknown selection method 'badge'; known: auto, coral, coreset, maxherding, random, typiclust"
     ):
         select("badge", 3, inputs())
 

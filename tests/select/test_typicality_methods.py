@@ -159,3 +159,34 @@ def test_coral_typicality_out_of_range_is_refused():
     x = unit_rows(10)
     with pytest.raises(SelectionError, match="typicality must be in"):
         select("coral", 2, SelectionInputs(x, np.zeros(10, bool), np.zeros(10)), typicality=2)
+
+
+def test_auto_regimes():
+    from alloop.select.auto import regime
+
+    assert regime(0, has_scores=False) == "cold-start"
+    assert regime(500, has_scores=False) == "cold-start"
+    assert regime(99, has_scores=True, low_budget=100) == "low-budget"
+    assert regime(100, has_scores=True, low_budget=100) == "uncertainty"
+
+
+def test_auto_is_typiclust_without_scores_and_coral_with_them():
+    x = unit_rows(60, seed=9)
+    labeled = np.zeros(60, bool)
+    cold = select("auto", 5, SelectionInputs(x, labeled), seed=3)
+    assert cold.options["regime"] == "cold-start" and cold.method == "auto"
+    np.testing.assert_array_equal(cold.indices, select("typiclust", 5, SelectionInputs(x, labeled), seed=3).indices)
+    labeled[:10] = True
+    scores = np.random.default_rng(2).random(60)
+    warm = select("auto", 5, SelectionInputs(x, labeled, scores), low_budget=50)
+    same = select("coral", 5, SelectionInputs(x, labeled, scores), typicality=0.5)
+    assert warm.options["regime"] == "low-budget"
+    np.testing.assert_array_equal(warm.indices, same.indices)
+    late = select("auto", 5, SelectionInputs(x, labeled, scores), low_budget=10)
+    np.testing.assert_array_equal(late.indices, select("coral", 5, SelectionInputs(x, labeled, scores)).indices)
+
+
+def test_auto_bad_low_budget():
+    x = unit_rows(10)
+    with pytest.raises(SelectionError, match="low_budget must be a whole number"):
+        select("auto", 2, SelectionInputs(x, np.zeros(10, bool)), low_budget=-3)
