@@ -155,6 +155,7 @@ def step(
     allow_duplicates: Annotated[bool, typer.Option(help="Drop exact duplicate boxes with a warning instead of refusing the file.")] = False,
     restart: Annotated[bool, typer.Option(help="Throw away an interrupted iteration (never its labels) and redo it from the start.")] = False,
     device: Annotated[Optional[str], typer.Option(help="Override the project's device for this step: auto, cpu, cuda, cuda:N.")] = None,
+    budget_boxes: Annotated[Optional[int], typer.Option(min=1, help="Size the next batch by boxes to label, not images: the longest prefix of the pick order whose estimated boxes (the model's confident boxes, corrected by your labels' boxes per image) fit N; --n caps the images.")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """After a labeling round: import labels, fine-tune, evaluate, infer, score, select and export the next batch.
@@ -168,7 +169,8 @@ def step(
     def go() -> Any:
         options = formats.ImportOptions(clip_boxes=clip_boxes, add_classes=add_classes, allow_duplicates=allow_duplicates)
         return loop.step(project, labels=labels, label_format=label_format, n=n, method=method, score=score,
-                         import_options=options, restart=restart, progress=not quiet, device=device)
+                         import_options=options, restart=restart, progress=not quiet, device=device,
+                         budget_boxes=budget_boxes)
 
     r = _run(go)
     for w in r.warnings:

@@ -40,6 +40,8 @@ from alloop.predictions import load_predictions, save_predictions
 from alloop.project import Project, ProjectConfig
 from alloop.score import needs_flipped, parse_score_spec, score_images
 from alloop.select import Selection, SelectionInputs, available_methods, select, selectors
+from alloop.select.base import truncate
+from alloop.select.budget import box_costs, prefix_within
 from alloop.store import ImageRow, Store, now
 from alloop.trainers import Example, config_from_mapping, load_trainer
 
@@ -267,10 +269,17 @@ def step(
     device: str | None = None,
     annotator: Callable[[Project, Sequence[ImageRow]], Path] | None = None,
     infer_pool: bool = True,
+    budget_boxes: int | None = None,
 ) -> StepResult:
-    """One turn of the loop after a labeling round (see the module docstring for the stages)."""
+    """One turn of the loop after a labeling round (see the module docstring for the stages).
+
+    ``budget_boxes``: size the next batch by estimated boxes to label instead of images (``n`` then
+    caps the batch; see :mod:`alloop.select.budget`).
+    """
     if n <= 0:
         raise ConfigError(f"--n must be a positive batch size, got {n}")
+    if budget_boxes is not None and (isinstance(budget_boxes, bool) or budget_boxes <= 0):
+        raise ConfigError(f"--budget-boxes must be a positive number of boxes, got {budget_boxes}")
     with Project.open(Path(project_dir)) as project:
         if device:
             project.config = project.config.with_changes(device=device)  # this step only, not saved
@@ -291,6 +300,7 @@ def step(
         if existing is not None:
             # A resumed step keeps the choices it started with so its stages agree with each other.
             n = int(existing.config.get("n", n))
+            budget_boxes = existing.config.get("budget_boxes", budget_boxes)
             method = existing.method
             score = existing.score_spec
         method = method or cfg.selection_method
@@ -313,7 +323,8 @@ def step(
             def begin_and_finish(info: Mapping[str, Any]) -> None:
                 # Called inside the import transaction: a refused label file leaves no trace.
                 store.start_iteration(it, method=method, score_spec=score,
-                                      config={"n": n, "method": method, "score": score, "labels": str(label_path)})
+                                      config={"n": n, "method": method, "score": score, "labels": str(label_path),
+                                              **({"budget_boxes": budget_boxes} if budget_boxes else {})})
                 finish(info)
 
             _import_labels(project, it, label_path, label_format, import_options, begin_and_finish)
@@ -413,9 +424,13 @@ def step(
         # -- select -----------------------------------------------------------------------
         def select_stage(finish: Callable) -> None:
             rows = [r for r in store.images() if r.state == "ok"]
-            selection, key = _select_batch(project, it, rows, method=method, n=n, score=score,
-                                           blocked=store.labeled_ids() | store.queued_ids(),
-                                           checkpoint=checkpoint, progress=progress)
+            blocked = store.labeled_ids() | store.queued_ids()
+            # Every image costs at least one box: no more than budget_boxes picks can fit, and --n caps them.
+            k = min(n, int(budget_boxes)) if budget_boxes else n
+            selection, key = _select_batch(project, it, rows, method=method, n=k, score=score,
+                                           blocked=blocked, checkpoint=checkpoint, progress=progress)
+            if budget_boxes:
+                selection = _within_box_budget(project, it, rows, selection, budget_boxes, n)
             with store.transaction():
                 _write_selection(store, it, method, rows, selection, score_spec=score)
                 finish({"selected": len(selection.indices), "method": method, "score": score,
@@ -627,6 +642,21 @@ def _select_batch(
     )
     opts = {**_method_options(cfg, method), **dict(options or {})}
     return select(method, n, inputs, seed=cfg.seed + iteration, device=resolve_device(cfg.device), **opts), key
+
+
+def _within_box_budget(project: Project, iteration: int, rows: Sequence[ImageRow], selection: Selection,
+                       budget: int, cap: int) -> Selection:
+    """The prefix of ``selection`` whose estimated boxes fit ``budget`` (at most ``cap`` images)."""
+    store = project.store
+    predicted = _predicted_class_counts(project, iteration, rows, len(store.classes())).sum(axis=1)
+    labeled = store.annotations()
+    per_image = (sum(len(a.boxes) for _, a, _ in labeled) / len(labeled)) if labeled else None
+    costs, r = box_costs(predicted, per_image)
+    m = min(cap, prefix_within(costs, selection.indices, budget))
+    estimate = float(costs[selection.indices[:m]].sum())
+    log.info("box budget %d: %d images, about %.0f boxes to label (model counts x %.2f)", budget, m, estimate, r)
+    return truncate(selection, m, budget_boxes=int(budget), estimated_boxes=round(estimate, 1),
+                    box_correction=round(r, 3))
 
 
 def _write_selection(

@@ -36,7 +36,7 @@ from alloop.project import Project, ProjectConfig
 
 log = logging.getLogger("alloop")
 
-CURVE_COLUMNS = ["method", "seed", "round", "n_labeled", "map50", "map"]
+CURVE_COLUMNS = ["method", "seed", "round", "n_labeled", "map50", "map", "n_boxes"]
 # Per slice (the ground truth's per-image "scene"), when it has them: where each method's labels went
 # and how the model does on that slice of the test split. Finding the rare cases is much of what
 # active learning is bought for, and an overall mAP hides them.
@@ -127,7 +127,8 @@ def simulate(plan: SimulationPlan, *, progress: bool = True, echo: Callable[[str
                 result = _step_once(run, oracle, rnd, plan, method, progress)
                 m = _evaluate_on_test(run, result.iteration, test)
                 rows.append({"method": method, "seed": seed, "round": rnd, "n_labeled": m["n_labeled"],
-                             "map50": m["map50"], "map": m["map"]})
+                             "map50": m["map50"], "map": m["map"],
+                             "n_boxes": sum(pool_boxes.get(p, 0) for p in m["labeled_paths"])})
                 done.add((method, seed, rnd))
                 slice_rows += [{"method": method, "seed": seed, "round": rnd, **r}
                                for r in _slice_rows(m, test, pool_slices, pool_boxes)]
@@ -139,6 +140,8 @@ def simulate(plan: SimulationPlan, *, progress: bool = True, echo: Callable[[str
     summary_csv = out / "summary.csv"
     atomic.write_text(summary_csv, summary.to_csv(index=False))
     plot = plot_curves(curves, out / "learning_curve.png")
+    if curves["n_boxes"].notna().all():  # labeling cost is per box: the same curves against boxes
+        plot_curves(curves, out / "learning_curve_boxes.png", x="n_boxes")
     _share_curves(out, curves)
     slices = pd.DataFrame(slice_rows, columns=SLICE_COLUMNS)
     return SimulationResult(curves, summary, curves_csv, summary_csv, plot, extra={"slices": slices})
@@ -213,8 +216,8 @@ def summarise(curves: pd.DataFrame, metric: str = "map50") -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def plot_curves(curves: pd.DataFrame, path: Path, metric: str = "map50") -> Path | None:
-    """mAP vs labeled images, mean ± std over seeds, one line per method."""
+def plot_curves(curves: pd.DataFrame, path: Path, metric: str = "map50", x: str = "n_labeled") -> Path | None:
+    """mAP vs labeled images (or ``x="n_boxes"``: labeled boxes), mean ± std over seeds, one line per method."""
     if curves.empty:
         return None
     try:
@@ -227,11 +230,16 @@ def plot_curves(curves: pd.DataFrame, path: Path, metric: str = "map50") -> Path
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for method, m in mean_curves(curves, metric).groupby("method"):
-        m = m.sort_values("n_labeled")
-        ax.plot(m["n_labeled"], m["mean"], marker="o", label=method)
-        ax.fill_between(m["n_labeled"], m["mean"] - m["std"], m["mean"] + m["std"], alpha=0.2)
-    ax.set_xlabel("labeled images")
+    if x == "n_labeled":
+        means = mean_curves(curves, metric)
+    else:  # boxes differ per seed: average both axes per method and round
+        g = curves.groupby(["method", "round"])
+        means = g.agg(mean=(metric, "mean"), std=(metric, "std"), **{x: (x, "mean")}).reset_index().fillna({"std": 0.0})
+    for method, m in means.groupby("method"):
+        m = m.sort_values(x)
+        ax.plot(m[x], m["mean"], marker="o", label=method)
+        ax.fill_between(m[x], m["mean"] - m["std"], m["mean"] + m["std"], alpha=0.2)
+    ax.set_xlabel("labeled images" if x == "n_labeled" else "labeled boxes (mean over seeds)")
     ax.set_ylabel("test mAP@0.5" if metric == "map50" else "test mAP@[.5:.95]")
     ax.set_title(f"label efficiency ({curves['seed'].nunique()} seeds, mean ± std)")
     ax.grid(alpha=0.3)

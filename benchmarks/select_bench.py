@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-METHODS = ("mundig", "coreset", "plain", "coral", "random")
+METHODS = ("mundig", "coreset", "plain", "coral", "random", "typiclust", "maxherding", "coral_typicality")
 
 
 def make_embeddings(kind: str, n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -123,10 +123,12 @@ def _select_with(
             torch.cuda.synchronize()
         return picks, time.perf_counter() - t0, extra
     options: dict = {}
-    if method != "random":
+    if method in ("coreset", "coral", "coral_typicality"):
         options = {"hot_size": 64} if warmup else {}
         if threads:
             options["threads"] = threads
+    if method == "coral_typicality":
+        method, options["typicality"] = "coral", 0.5
     labeled = np.zeros(n, bool)
     s = select(method, k, SelectionInputs(x, labeled, scores), device=device, **options)
     if device.startswith("cuda"):

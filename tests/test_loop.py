@@ -202,3 +202,19 @@ def test_auto_is_typiclust_at_init_then_coral_on_scores(tmp_path, orchard, tiny_
     # Between rounds the same batch can be re-picked past the low-budget switch.
     sel = loop.reselect(proj, method="auto", options={"low_budget": 0}, progress=False)
     assert sel.options["regime"] == "uncertainty" and sel.options["typicality"] == 0.0
+
+
+@pytest.mark.slow
+def test_step_with_a_box_budget_takes_the_prefix_that_fits(tmp_path, orchard, tiny_config, make_labels):
+    _init(tmp_path, orchard, tiny_config)
+    proj = tmp_path / "proj"
+    labels = make_labels(orchard / "annotations.json", _queued(proj), tmp_path / "round1.json")
+    with pytest.raises(Exception, match="--budget-boxes must be a positive number of boxes"):
+        loop.step(proj, labels=labels, n=10, budget_boxes=0, progress=False)
+    r = loop.step(proj, labels=labels, n=10, budget_boxes=7, progress=False)
+    with Project.open(proj, lock=False) as p:
+        tag = p.store.tag(r.tag)
+        assert tag.options["budget_boxes"] == 7 and p.store.iteration(1).config["budget_boxes"] == 7
+        # Every image costs at least one box: at most 7 images, and the estimate fits unless one image alone is over.
+        assert 1 <= tag.size <= 7
+        assert tag.options["estimated_boxes"] <= 7 or tag.size == 1

@@ -69,6 +69,8 @@ def test_tiny_simulation_from_the_cli(tmp_path, orchard):
     first = curves[curves["round"] == 1].set_index("method")["n_labeled"]
     assert first["random"] == first["coral"] == 4
     assert (tmp_path / "sim" / "learning_curve.png").stat().st_size > 1000
+    # The same curves against labeled boxes, the real labeling cost.
+    assert (curves["n_boxes"] > 0).all() and (tmp_path / "sim" / "learning_curve_boxes.png").stat().st_size > 1000
     assert "labels to match random" in result.output and "AUC" in result.output
     # Test images never enter the pool.
     test_names = {p.name for p in (tmp_path / "sim" / "test").rglob("*.jpg")}

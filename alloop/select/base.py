@@ -93,6 +93,13 @@ def make_selection(
     return Selection(indices, dist, picked, method, MappingProxyType(dict(options)), obj)
 
 
+def truncate(selection: Selection, m: int, **extra_options: Any) -> Selection:
+    """The first ``m`` picks of ``selection`` (a greedy order's prefix is itself a valid batch)."""
+    obj = None if selection.objective is None else selection.objective[:m]
+    return Selection(selection.indices[:m], selection.distances[:m], selection.scores[:m], selection.method,
+                     MappingProxyType({**dict(selection.options), **extra_options}), obj)
+
+
 def check_inputs(inputs: SelectionInputs, needs: tuple[str, ...]) -> np.ndarray:
     """Validate shapes and values; return the pool, the (M,) int64 positions of unlabeled rows."""
     labeled = np.asarray(inputs.labeled)
