@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
@@ -62,12 +63,17 @@ def _parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
     return out
 
 
+def esc(value: Any) -> str:
+    """``value`` as text Rich prints literally: file, class and option names may hold "[...]" (issue 19)."""
+    return escape(str(value))
+
+
 def _run(fn: Any) -> Any:
     """Call the library; an AlloopError becomes one line on stderr and exit code 1."""
     try:
         return fn()
     except AlloopError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {esc(exc)}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err_console.print(
@@ -135,7 +141,7 @@ def init(
     )
     console.print(f"[green]✓[/] selected {result.n_selected} images → tag [bold]{result.tag}[/]")
     for f in result.exports:
-        console.print(f"  batch for labeling: {f}")
+        console.print(f"  batch for labeling: {esc(f)}")
     console.print(
         f"\nNext: label these images in your tool, export the labels (e.g. COCO JSON), then run\n"
         f"  alloop step {project} --labels path/to/labels.json --n {n}"
@@ -174,7 +180,7 @@ def step(
 
     r = _run(go)
     for w in r.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {esc(w)}", highlight=False)
     imp = r.imported
     console.print(f"[green]✓[/] iteration {r.iteration}: labels new {imp.get('new', 0)}, corrected {imp.get('corrected', 0)}"
                   f"; trained on {r.n_train}, held out {r.n_val}")
@@ -182,12 +188,12 @@ def step(
         console.print(f"[green]✓[/] held-out mAP@0.5 = {r.map50:.3f}, mAP@[.5:.95] = {r.map:.3f} ({r.n_val} images)")
     console.print(f"[green]✓[/] selected {r.n_selected} images → tag [bold]{r.tag}[/]")
     for f in r.exports:
-        console.print(f"  batch for labeling: {f}")
+        console.print(f"  batch for labeling: {esc(f)}")
     if r.report:
-        console.print(f"  report: {r.report}")
+        console.print(f"  report: {esc(r.report)}")
     if r.still_queued:
         console.print(f"[yellow]{len(r.still_queued)} images from earlier batches still wait for labels[/]")
-    console.print(f"\nNext: label the batch, then `alloop step {project} --labels FILE --n {n}`")
+    console.print(f"\nNext: label the batch, then `alloop step {esc(project)} --labels FILE --n {n}`")
 
 
 @app.command()
@@ -204,10 +210,10 @@ def status(
         return
     c = info["counts"]
     console.print(
-        f"[bold]{project}[/]  images {c['images']}  labeled {c['labeled']} (train {c['train']}, held-out {c['val']})"
+        f"[bold]{esc(project)}[/]  images {c['images']}  labeled {c['labeled']} (train {c['train']}, held-out {c['val']})"
         f"  queued {c['queued']}  boxes {c['boxes']}  unreadable {c['bad_images']}"
     )
-    console.print(f"classes: {', '.join(info['classes']) or '(none yet)'}")
+    console.print(f"classes: {esc(', '.join(info['classes'])) or '(none yet)'}")
     table = Table(title="iterations (mAP on the held-out labeled images)", title_justify="left", box=None,
                   padding=(0, 1))
     for col in ("it", "labeled", "train/val", "mAP@.5", "mAP@.5:.95", "method", "score", "picked"):
@@ -218,20 +224,20 @@ def status(
             str(it["n"]) + ("" if it["status"] == "done" else "*"),
             str(it["n_labeled"] if it["n_labeled"] is not None else "–"),
             f"{it['n_train'] or 0}/{it['n_val'] or 0}" if it["n"] else "–",
-            fmt(it["map50"]), fmt(it["map"]), it["method"] or "–", it["score_spec"] or "–",
+            fmt(it["map50"]), fmt(it["map"]), esc(it["method"] or "–"), esc(it["score_spec"] or "–"),
             str(it["selected"]),
         )
     console.print(table)
     running = [it["n"] for it in info["iterations"] if it["status"] != "done"]
     if running:
-        console.print(f"* iteration {running[-1]} was interrupted; rerun `alloop step {project}` to resume it")
+        console.print(f"* iteration {running[-1]} was interrupted; rerun `alloop step {esc(project)}` to resume it")
     latest = next((it for it in reversed(info["iterations"]) if it["export_dir"]), None)
     if latest:
-        console.print(f"current batch ({latest['tag']}, {latest['selected']} images): {latest['export_dir']}")
+        console.print(f"current batch ({esc(latest['tag'])}, {latest['selected']} images): {esc(latest['export_dir'])}")
     if info["bad_images"]:
         console.print(f"[yellow]unreadable images ({len(info['bad_images'])}):[/]")
         for path, reason in info["bad_images"][:10]:
-            console.print(f"  {path}: {reason}", highlight=False)
+            console.print(f"  {esc(path)}: {esc(reason)}", highlight=False)
 
 
 @app.command()
@@ -240,9 +246,9 @@ def trainers() -> None:
     from alloop.summary import trainer_catalog
 
     for name, entry in _run(trainer_catalog).items():
-        console.print(f"[bold]{name}[/]  ({entry['entry_point']})")
+        console.print(f"[bold]{esc(name)}[/]  ({esc(entry['entry_point'])})")
         for opt, default in entry["options"].items():
-            console.print(f"    {opt} = {default!r}", highlight=False)
+            console.print(f"    {esc(opt)} = {esc(repr(default))}", highlight=False)
 
 
 @app.command()
@@ -263,7 +269,7 @@ def synth(
         return generate_orchard(out, n, size=(w, h), seed=seed, progress=True)
 
     o = _run(go)
-    console.print(f"[green]✓[/] {o.n_images} images, {o.n_boxes} apples → {o.images_dir}, ground truth {o.annotations}")
+    console.print(f"[green]✓[/] {o.n_images} images, {o.n_boxes} apples → {esc(o.images_dir)}, ground truth {esc(o.annotations)}")
 
 
 @app.command()
@@ -283,7 +289,7 @@ def demo(
     try:
         w, h = (int(v) for v in size.lower().split("x"))
     except ValueError:
-        err_console.print(f"[bold red]error:[/] --size {size!r}: expected WIDTHxHEIGHT")
+        err_console.print(f"[bold red]error:[/] --size {esc(repr(size))}: expected WIDTHxHEIGHT")
         raise typer.Exit(1) from None
     _run(lambda: run_demo(directory, n_images=images, steps=steps, batch=n, size=(w, h), device=device,
                           progress=not quiet, echo=console.print))
@@ -309,7 +315,7 @@ def add(
     r = _run(go)
     console.print(f"[green]✓[/] {r.added} new images registered ({r.known} already known)")
     for path, reason in r.bad:
-        err_console.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
+        err_console.print(f"[yellow]skipped[/] {esc(path)}: {esc(reason)}", highlight=False)
 
 
 @app.command()
@@ -327,9 +333,9 @@ def doctor(
 
     r = _run(go)
     for f in r.findings:
-        console.print(f"[yellow]{f.kind}[/] {f.subject}: {f.detail} → {f.fix}", highlight=False)
+        console.print(f"[yellow]{esc(f.kind)}[/] {esc(f.subject)}: {esc(f.detail)} → {esc(f.fix)}", highlight=False)
     for line in r.repaired:
-        console.print(f"[green]repaired[/] {line}", highlight=False)
+        console.print(f"[green]repaired[/] {esc(line)}", highlight=False)
     if r.ok:
         console.print(f"[green]✓[/] {r.checked_images} images checked, store and files agree")
     else:
@@ -351,7 +357,7 @@ def backup(
             p.store.backup_to(target)
             return target
 
-    console.print(f"[green]✓[/] store copied to {_run(go)}")
+    console.print(f"[green]✓[/] store copied to {esc(_run(go))}")
 
 
 @app.command()
@@ -372,7 +378,7 @@ def export(
             return loop.export_training(project, fmt=fmt, out=out)
         return loop.export(project, tag=tag, fmt=fmt, out=out)
 
-    console.print(f"[green]✓[/] written {_run(go)}")
+    console.print(f"[green]✓[/] written {esc(_run(go))}")
 
 
 @app.command()
@@ -388,7 +394,7 @@ def embed(
     _setup_logging(quiet)
     opts = _parse_options(embedder_option, "--embedder-option") if embedder_option else None
     key, computed = _run(lambda: loop.reembed(project, embedder=embedder, options=opts, progress=not quiet))
-    console.print(f"[green]✓[/] embeddings {key}: {computed} computed, the rest from cache")
+    console.print(f"[green]✓[/] embeddings {esc(key)}: {computed} computed, the rest from cache")
 
 
 @app.command("select")
@@ -406,7 +412,7 @@ def select_cmd(
     _setup_logging(quiet)
     sel = _run(lambda: loop.reselect(project, n=n, method=method, score=score,
                                      options=_parse_options(option, "--option"), progress=not quiet))
-    console.print(f"[green]✓[/] {len(sel.indices)} images re-selected with {sel.method} {dict(sel.options)}")
+    console.print(f"[green]✓[/] {len(sel.indices)} images re-selected with {esc(sel.method)} {esc(dict(sel.options))}")
 
 
 @app.command()
@@ -459,7 +465,7 @@ def simulate(
                       f"{row['auc']:.3f} ± {row['auc_std']:.3f}", f"{row['labels_to_reach_random_final']:.0f}",
                       f"{row['share_of_random_labels']:.0%}")
     console.print(table)
-    console.print(f"curves: {r.curves_csv}  summary: {r.summary_csv}  plot: {r.plot}")
+    console.print(f"curves: {esc(r.curves_csv)}  summary: {esc(r.summary_csv)}  plot: {esc(r.plot)}")
 
 
 @app.command()
@@ -477,12 +483,12 @@ def report(
     from alloop.report import write_project_report
 
     path = _run(lambda: write_project_report(project, iteration))
-    console.print(f"[green]✓[/] report: {path}")
+    console.print(f"[green]✓[/] report: {esc(path)}")
     if open_:
         import webbrowser
 
         if not webbrowser.open(path.resolve().as_uri()):
-            err_console.print(f"[yellow]could not start a browser;[/] open {path} yourself", highlight=False)
+            err_console.print(f"[yellow]could not start a browser;[/] open {esc(path)} yourself", highlight=False)
 
 
 @app.command()

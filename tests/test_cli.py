@@ -49,3 +49,16 @@ def test_bad_trainer_option_syntax(tmp_path):
 def test_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("alloop ")
+
+
+@pytest.mark.parametrize("name", ["x[/]y", "[bold red]proj", "a[/bold]b"])
+def test_rich_markup_in_user_strings_is_printed_literally(tmp_path, name):
+    # Issue 19: a path with "[/]" crashed with MarkupError; "[bold red]" vanished from the message.
+    from typer.testing import CliRunner
+
+    from alloop.cli import app
+
+    target = tmp_path / name
+    result = CliRunner().invoke(app, ["status", str(target)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # a one-line error, no traceback
+    assert name in result.output.replace("\n", "")
