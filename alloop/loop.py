@@ -52,7 +52,8 @@ STEP_STAGES = ("import", "train", "evaluate", "infer", "score", "select", "expor
 INIT_STAGES = ("register", "embed", "select", "export", "report")
 # Scores computed every step besides the one selection uses, so the report and a later
 # `alloop select --score` can compare them without re-running inference.
-REPORT_SCORES = ("least_confidence:max", "entropy:max", "margin:max", "entropy:mean", "objectness_least_confidence:mean")
+REPORT_SCORES = ("least_confidence:max", "entropy:max", "margin:max", "entropy:mean", "objectness_least_confidence:mean",
+                 "proposal_entropy", "detection_entropy")
 BACKUPS_KEPT = 5
 # Test hook: ALLOOP_FAULT_INJECT=kill:<stage> SIGKILLs the process just before <stage> commits.
 FAULT_ENV = "ALLOOP_FAULT_INJECT"

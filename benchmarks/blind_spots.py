@@ -36,7 +36,7 @@ from alloop.trainers.torchvision import TorchvisionConfig, TorchvisionTrainer
 
 # The scene each family's first model is blind to (small objects in clutter).
 HARD_SCENE = {"orchard": "far_canopy", "cultivars": "cluttered_canopy"}
-SCORES = ("entropy:mean", "entropy:max", "proposal_entropy", "missed_objects", "detection_entropy")
+SCORES = ("entropy:mean", "entropy:max", "proposal_entropy", "detection_entropy")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -5,13 +5,20 @@ A score spec names what to compute:
 - ``NAME:AGG`` for a box score — ``least_confidence``, ``margin``, ``entropy``,
   ``objectness_least_confidence`` — reduced per image by ``max``, ``mean``, ``sum`` or ``topkN``
   (mean of the N largest, e.g. ``margin:topk3``); see :mod:`alloop.score.aggregate`.
-- ``NAME`` alone for an image score — ``object_frequency`` (Lightly), ``tta_consistency``
-  (horizontal-flip consistency; the loop must also predict on flipped images, see :func:`needs_flipped`).
+- ``NAME`` alone for an image score — ``detection_entropy`` and ``proposal_entropy`` (uncertainty over
+  the detector's candidate regions, so images where it misses everything are not "certain"; see
+  :mod:`alloop.score.proposals`), ``object_frequency`` (Lightly), ``tta_consistency`` (horizontal-flip
+  consistency; the loop must also predict on flipped images, see :func:`needs_flipped`).
 
 Every score is float32 in [0, 1] per image, higher = more worth labeling, stored under its spec per
 iteration so the report and the ``coral`` selector can pick one.
 
-The default, :data:`DEFAULT_SCORE` = ``entropy:mean``: entropy uses the whole class distribution
+The default, :data:`DEFAULT_SCORE` = ``detection_entropy``: the mean of ``entropy:mean`` over the kept
+boxes and ``proposal_entropy`` over the top candidate regions. ``entropy:mean`` alone, the default
+until issue 20, scores an image on which the model keeps no box 0 ("certain"), so a scene the first
+model is blind to ranks last; measured on two synthetic families, ``detection_entropy`` ranks missed
+objects as well as ``entropy:mean`` where the model sees the hard scene and far better where it is
+blind (figures in :mod:`alloop.score.proposals`). Why ``entropy:mean`` for the kept-box part: entropy uses the whole class distribution
 (background included, so it works for a one-class detector); ``mean`` over the image's boxes rather
 than Lightly's ``max`` because alloop keeps boxes down to score 0.05 for scoring, and with a dozen or
 more such boxes almost every image has one near p = 0.5, so ``max`` saturates. Measured on the demo's
@@ -42,7 +49,7 @@ from alloop.score import proposals as _proposals  # noqa: F401, I001
 from alloop.score.aggregate import AGGREGATIONS, EMPTY_IMAGE_SCORE, aggregate, check_aggregation, clean_unit
 from alloop.score.registry import ScoreInputs, box_score, box_scorers, image_score, image_scorers
 
-DEFAULT_SCORE = "entropy:mean"
+DEFAULT_SCORE = "detection_entropy"
 
 
 def _known() -> str:

@@ -12,7 +12,7 @@ from alloop.predictions import load_predictions, save_predictions
 from alloop.score import EMPTY_IMAGE_SCORE, score_images
 from alloop.score.proposals import TOP_REGIONS, binary_entropy, regions
 
-MISS_AWARE = ("proposal_entropy", "missed_objects", "detection_entropy")
+MISS_AWARE = ("proposal_entropy", "detection_entropy")
 
 
 def with_regions(det: Detections, objectness, foreground) -> Detections:
@@ -48,9 +48,10 @@ def test_proposal_entropy_is_the_vote_entropy_of_rpn_and_box_head():
     assert v == pytest.approx((binary_entropy(0.5) + binary_entropy(0.1)) / 2, abs=1e-6)
 
 
-def test_missed_objects_is_objectness_times_background():
-    det = with_regions(Detections.empty(1), [0.8, 0.4], [0.25, 1.0])
-    assert score_images([det], ["missed_objects"])["missed_objects"][0] == pytest.approx(0.3, abs=1e-6)
+def test_detection_entropy_averages_kept_box_entropy_and_proposal_entropy(make_detections):
+    det = with_regions(make_detections([[0.5, 0.5], [0.9, 0.1]]), [0.8, 0.1], [0.2, 0.1])
+    v = score_images([det], ["detection_entropy", "entropy:mean", "proposal_entropy"])
+    assert v["detection_entropy"][0] == pytest.approx(0.5 * (v["entropy:mean"][0] + v["proposal_entropy"][0]), abs=1e-6)
 
 
 def test_only_the_top_regions_by_objectness_count():
@@ -71,10 +72,9 @@ def test_without_recorded_regions_the_kept_boxes_are_read(make_detections):
     # TAO or an old prediction file: regions come from the kept boxes (objectness, 1 - p_bg).
     low = make_detections([[0.9, 0.1], [0.85, 0.15]], objectness=[0.9, 0.8])
     sure = make_detections([[0.01, 0.99]], objectness=[0.99])
-    v = score_images([low, sure, Detections.empty(1)], ["missed_objects", "proposal_entropy"])
-    assert v["missed_objects"][0] > v["missed_objects"][1]
+    v = score_images([low, sure, Detections.empty(1)], ["proposal_entropy"])
     assert v["proposal_entropy"][0] > v["proposal_entropy"][1]
-    assert v["missed_objects"][2] == 0.0 and v["proposal_entropy"][2] == 0.0
+    assert v["proposal_entropy"][2] == 0.0
 
 
 def test_non_finite_region_values_count_as_no_evidence():

@@ -25,7 +25,8 @@ BOX_SCORES = ["least_confidence", "margin", "entropy", "objectness_least_confide
 
 
 def test_parse_specs_and_default():
-    assert parse_score_spec(DEFAULT_SCORE) == ("entropy", "mean")
+    assert DEFAULT_SCORE == "detection_entropy" and parse_score_spec(DEFAULT_SCORE) == ("detection_entropy", "")
+    assert parse_score_spec("entropy:mean") == ("entropy", "mean")  # the pre-issue-20 default, still there
     assert parse_score_spec("margin:topk3") == ("margin", "topk3")
     assert parse_score_spec("object_frequency") == ("object_frequency", "")
     assert parse_score_spec("tta_consistency") == ("tta_consistency", "")
