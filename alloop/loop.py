@@ -336,8 +336,9 @@ def step(
             raise LabelError("no classes known yet: the label file defined none; check it has categories/labels")
 
         trainer = build_trainer(project, classes, device)
-        ann_train = store.annotations("train")
-        ann_val = store.annotations("val")
+        # Labeled images whose file went missing (doctor --repair sets them aside) wait, labels kept.
+        ann_train = store.annotations("train", available=True)
+        ann_val = store.annotations("val", available=True)
 
         # -- train ------------------------------------------------------------------------
         def train_stage(finish: Callable) -> None:
@@ -905,8 +906,8 @@ def export_training(project_dir: Path, *, fmt: str, out: Path) -> Path:
     with Project.open(Path(project_dir), lock=False) as project:
         if fmt not in formats.train_export_formats():
             raise ConfigError(f"--format {fmt}: unknown; training-set formats are {', '.join(formats.train_export_formats())}")
-        train = [a for _, a, _ in project.store.annotations("train")]
-        val = [a for _, a, _ in project.store.annotations("val")]
+        train = [a for _, a, _ in project.store.annotations("train", available=True)]
+        val = [a for _, a, _ in project.store.annotations("val", available=True)]
         if not train and not val:
             raise ProjectError(f"{project_dir}: nothing is labeled yet; import labels with `alloop step --labels`")
         return formats.export_training_set(fmt, train, Path(out), image_root=project.image_root,

