@@ -218,3 +218,19 @@ def test_step_with_a_box_budget_takes_the_prefix_that_fits(tmp_path, orchard, ti
         # Every image costs at least one box: at most 7 images, and the estimate fits unless one image alone is over.
         assert 1 <= tag.size <= 7
         assert tag.options["estimated_boxes"] <= 7 or tag.size == 1
+
+
+@pytest.mark.slow
+def test_a_deleted_labeled_image_is_set_aside_and_the_step_goes_on(tmp_path, orchard, tiny_config, make_labels):
+    from alloop.pool import check
+
+    _init(tmp_path, orchard, tiny_config)
+    proj = tmp_path / "proj"
+    queued = _queued(proj)
+    labels = make_labels(orchard / "annotations.json", queued, tmp_path / "round1.json")
+    (orchard / "images" / queued[0]).unlink()
+    with Project.open(proj) as p:
+        check(p, repair=True)
+    r = loop.step(proj, labels=labels, n=3, progress=False)
+    assert r.imported["new"] == len(queued)  # its labels are kept...
+    assert r.n_train + r.n_val == len(queued) - 1  # ...but it is not trained on while its file is missing
