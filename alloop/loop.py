@@ -370,7 +370,10 @@ def step(
         # -- evaluate ---------------------------------------------------------------------
         def evaluate_stage(finish: Callable) -> None:
             if not ann_val:
-                log.warning("no held-out labeled images (val_fraction=%s): mAP is not measured", cfg.val_fraction)
+                # With val_fraction = 0 (simulate measures on its own test split) that is the choice made,
+                # not something to warn about (issue 19).
+                (log.info if cfg.val_fraction == 0 else log.warning)(
+                    "no held-out labeled images (val_fraction=%s): mAP is not measured", cfg.val_fraction)
                 with store.transaction():
                     store.update_iteration(it, n_labeled=len(store.labeled_ids()))
                     finish({"n_val": 0})
