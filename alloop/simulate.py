@@ -116,7 +116,7 @@ def simulate(plan: SimulationPlan, *, progress: bool = True, echo: Callable[[str
             if plan.first_batch_excludes:
                 _exclude_from_first_batch(base, pool_gt, plan.first_batch_excludes, seed)
         for method in plan.methods:
-            run = out / "runs" / f"seed-{seed}" / method.replace("@", "__").replace(":", "-")
+            run = out / "runs" / f"seed-{seed}" / _run_name(method)
             if not run.exists():
                 shutil.copytree(base, run, ignore=shutil.ignore_patterns(".alloop.lock"))
             _write_slices(run, pool_gt)
@@ -124,6 +124,8 @@ def simulate(plan: SimulationPlan, *, progress: bool = True, echo: Callable[[str
                 if (method, seed, rnd) in done:
                     continue
                 echo(f"seed {seed} · {method} · round {rnd}/{plan.rounds}")
+                if rnd == 1:
+                    _share_first_model(run, [out / "runs" / f"seed-{seed}" / _run_name(m) for m in plan.methods])
                 result = _step_once(run, oracle, rnd, plan, method, progress)
                 m = _evaluate_on_test(run, result.iteration, test)
                 rows.append({"method": method, "seed": seed, "round": rnd, "n_labeled": m["n_labeled"],
@@ -398,6 +400,34 @@ def _exclude_from_first_batch(base: Path, pool_gt: Path, excludes: Sequence[str]
             store.create_tag(loop.INIT_TAG, iteration=0, method="random",
                              members=[(r.id, None, None) for r in picked],
                              options={"excluded_slices": list(excludes), "seed": seed})
+
+
+def _run_name(method: str) -> str:
+    return method.replace("@", "__").replace(":", "-")
+
+
+def _share_first_model(run: Path, siblings: Sequence[Path]) -> None:
+    """Round 1 trains every method on the same shared first batch with the same seed: the same model.
+
+    Copy a sibling's finished round-1 checkpoints in; the trainer recognises a complete run with the
+    same data and settings (its fingerprint) and skips the training. Anything else trains as usual.
+    """
+    with Project.open(run, lock=False) as project:
+        target = project.checkpoint_dir(1)
+    if (target / "last.pt").exists():
+        return
+    for sibling in siblings:
+        if sibling == run or not (sibling / "alloop.toml").exists():
+            continue
+        with Project.open(sibling, lock=False) as other:
+            first = other.store.iteration(1)
+            source = other.checkpoint_dir(1)
+        if first is not None and first.status == "done" and (source / "last.pt").exists():
+            target.mkdir(parents=True, exist_ok=True)
+            for name in ("last.pt", "best.pt"):
+                if (source / name).exists():
+                    shutil.copy2(source / name, target / name)
+            return
 
 
 def _write_slices(run: Path, pool_gt: Path) -> None:

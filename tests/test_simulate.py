@@ -167,3 +167,25 @@ def test_default_strategy_finds_the_scene_the_first_model_never_saw(tmp_path):
     picked = {m: int(g.loc[g["slice"] == "cluttered_canopy", "labeled"].sum()) for m, g in last.groupby("method")}
     # The first batch held none, so every labeled cluttered image was bought by the 20 picks of rounds 1-2.
     assert picked[default.selection_method] / 20 >= share, (picked, share)
+
+
+def test_round_one_model_is_shared_between_methods_once_finished(tmp_path):
+    from alloop.project import Project, ProjectConfig
+    from alloop.simulate import _share_first_model
+
+    runs = []
+    for name in ("random", "coral"):
+        with Project.create(tmp_path / name, ProjectConfig(image_root=str(tmp_path)), lock=False) as p:
+            runs.append(p.root)
+    with Project.open(runs[0], lock=False) as p:
+        p.checkpoint_dir(1).mkdir(parents=True)
+        (p.checkpoint_dir(1) / "last.pt").write_bytes(b"round one")
+        (p.checkpoint_dir(1) / "best.pt").write_bytes(b"best of round one")
+        p.store.start_iteration(1, method="random", score_spec=None, config={})
+    _share_first_model(runs[1], runs)  # the sibling's round 1 is still running: nothing is copied
+    assert not (runs[1] / "artifacts" / "checkpoints" / "iteration-1" / "last.pt").exists()
+    with Project.open(runs[0], lock=False) as p:
+        p.store.update_iteration(1, status="done")
+    _share_first_model(runs[1], runs)
+    copied = runs[1] / "artifacts" / "checkpoints" / "iteration-1"
+    assert (copied / "last.pt").read_bytes() == b"round one" and (copied / "best.pt").exists()
