@@ -194,14 +194,14 @@ def test_auto_is_typiclust_at_init_then_coral_on_scores(tmp_path, orchard, tiny_
     r1 = loop.step(proj, labels=labels, n=4, method="auto", score="detection_entropy", progress=False)
     with Project.open(proj, lock=False) as p:
         tag = p.store.tag(r1.tag)
-        assert tag.options["regime"] == "low-budget" and tag.options["strategy"] == "coral"
-        assert tag.options["typicality"] == 0.5 and tag.options["score"] == "detection_entropy"
+        assert tag.options["regime"] == "low-budget" and tag.options["strategy"] == "maxherding"
+        assert tag.options["uncertainty"] == 0.5 and tag.options["score"] == "detection_entropy"
         members = p.store.tag_members(r1.tag)
         stored = p.store.scores(1, "detection_entropy")
         assert len(members) == 4 and all(m.score == pytest.approx(stored[m.image_id]) for m in members)
     # Between rounds the same batch can be re-picked past the low-budget switch.
     sel = loop.reselect(proj, method="auto", options={"low_budget": 0}, progress=False)
-    assert sel.options["regime"] == "uncertainty" and sel.options["typicality"] == 0.0
+    assert sel.options["regime"] == "uncertainty" and sel.options["strategy"] == "coral"
 
 
 @pytest.mark.slow

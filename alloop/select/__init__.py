@@ -21,7 +21,7 @@ from alloop.select.base import (
     check_k,
     torch_device,
 )
-from alloop.select.auto import DEFAULT_LOW_BUDGET, DEFAULT_TYPICALITY, run_auto
+from alloop.select.auto import DEFAULT_LOW_BUDGET, DEFAULT_UNCERTAINTY, run_auto
 from alloop.select.coral import DEFAULT_ALPHA, coral_greedy, run_coral
 from alloop.select.coreset import DEFAULT_THREADS, k_center_greedy, run_coreset
 from alloop.select.maxherding import max_herding, run_maxherding
@@ -89,18 +89,22 @@ register(
     Selector(
         "typiclust",
         ("embeddings",),
-        MappingProxyType({}),
+        MappingProxyType({"uncertainty": 0.0}),
         run_typiclust,
-        "most typical image of the least-covered k-means clusters (Hacohen et al. 2022)",
+        "most typical image of the least-covered k-means clusters (Hacohen et al. 2022); "
+        "uncertainty > 0 weighs the score in",
+        wants=("scores",),
     )
 )
 register(
     Selector(
         "maxherding",
         ("embeddings",),
-        MappingProxyType({"sigma": "auto"}),
+        MappingProxyType({"sigma": "auto", "uncertainty": 0.0}),
         run_maxherding,
-        "greedy Gaussian-kernel coverage of the pool (Bae et al. 2024; ProbCover without a radius)",
+        "greedy Gaussian-kernel coverage of the pool (Bae et al. 2024; ProbCover without a radius); "
+        "uncertainty > 0 weighs uncertain images up",
+        wants=("scores",),
     )
 )
 
@@ -109,10 +113,11 @@ register(
     Selector(
         "auto",
         ("embeddings",),
-        MappingProxyType({"low_budget": DEFAULT_LOW_BUDGET, "typicality": DEFAULT_TYPICALITY,
+        MappingProxyType({"low_budget": DEFAULT_LOW_BUDGET, "uncertainty": DEFAULT_UNCERTAINTY,
                           "alpha": DEFAULT_ALPHA, "threads": DEFAULT_THREADS}),
         run_auto,
-        "by regime: typiclust at the cold start, then coral (+ typicality below low_budget labeled images)",
+        "by regime: typiclust at the cold start, maxherding + uncertainty below low_budget labeled images, "
+        "then coral",
         wants=("scores",),
     )
 )

@@ -4,11 +4,17 @@
   labeled the images worth labeling first are the typical ones (Hacohen et al., ICML 2022); coreset's
   farthest-point rule buys outliers instead (rare scenes, fewer boxes per label), which is what
   benchmarks/RESULTS.md measured for it.
-- **Low budget** (fewer than ``low_budget`` images labeled): CORAL with the typicality term at
-  ``typicality`` (0.5): uncertainty is already informative (issue 20's miss-aware score sees the
-  scenes the model is blind to), but outliers must not win only because they are far.
-- **Later rounds**: CORAL on diversity and uncertainty alone (typicality 0), the regime where
-  uncertainty sampling is known to pay (the "high budget" side of Hacohen et al.).
+- **Low budget** (fewer than ``low_budget`` images labeled): MaxHerding with ``uncertainty`` (0.5):
+  greedy kernel coverage of the pool *relative to what is labeled*, each image weighted by its
+  uncertainty. A scene type no labeled image covers is bought even where the model is confidently
+  wrong about it. CORAL does not do that: on a family whose first model never saw a dark cluttered
+  scene (24% of the pool) CORAL put 4% of its first batch there, with either score and with or
+  without typicality, because a weak model is *least* uncertain where it sees nothing and the
+  scene's images sit close together in embedding space; MaxHerding put 28% there
+  (benchmarks/RESULTS.md, "Selection strategies").
+- **Later rounds**: CORAL on diversity and uncertainty, the regime where uncertainty sampling is
+  known to pay (the "high budget" side of Hacohen et al.). Where that switch should sit was not
+  measured here (the CPU benchmarks stop at 100 labels); 100 images is a conservative default.
 
 The switch points and weights, and why, are in benchmarks/RESULTS.md ("Selection strategies"). The
 report shows which regime chose each batch (``regime`` in the batch options).
@@ -24,10 +30,11 @@ from alloop.errors import SelectionError
 from alloop.select.base import Selection, SelectionInputs, make_selection
 from alloop.select.coral import DEFAULT_ALPHA, run_coral
 from alloop.select.coreset import DEFAULT_THREADS
+from alloop.select.maxherding import run_maxherding
 from alloop.select.typiclust import run_typiclust
 
 DEFAULT_LOW_BUDGET = 100
-DEFAULT_TYPICALITY = 0.5
+DEFAULT_UNCERTAINTY = 0.5
 
 
 def regime(labeled: int, has_scores: bool, low_budget: int = DEFAULT_LOW_BUDGET) -> str:
@@ -45,24 +52,25 @@ def run_auto(
     seed: int = 0,
     device: str = "cpu",
     low_budget: int = DEFAULT_LOW_BUDGET,
-    typicality: float = DEFAULT_TYPICALITY,
+    uncertainty: float = DEFAULT_UNCERTAINTY,
     alpha: float = DEFAULT_ALPHA,
     threads: int = DEFAULT_THREADS,
 ) -> Selection:
-    """The ``auto`` selector: TypiClust at the cold start, then CORAL (+ typicality at low budgets)."""
+    """The ``auto`` selector: TypiClust at the cold start, MaxHerding + uncertainty at low budgets, then CORAL."""
     if isinstance(low_budget, bool) or not isinstance(low_budget, (int, np.integer)) or low_budget < 0:
         raise SelectionError(f"auto option low_budget must be a whole number of images >= 0, got {low_budget!r}")
     n_labeled = int(np.asarray(inputs.labeled).sum())
     which = regime(n_labeled, inputs.scores is not None, int(low_budget))
     if which == "cold-start":
         inner = run_typiclust(k, inputs, pool, seed=seed, device=device)
+    elif which == "low-budget":
+        inner = run_maxherding(k, inputs, pool, seed=seed, device=device, uncertainty=uncertainty)
     else:
-        tau = typicality if which == "low-budget" else 0.0
-        inner = run_coral(k, inputs, pool, seed=seed, device=device, alpha=alpha, typicality=tau, threads=threads)
+        inner = run_coral(k, inputs, pool, seed=seed, device=device, alpha=alpha, threads=threads)
     options: dict[str, Any] = {"regime": which, "strategy": inner.method, "low_budget": int(low_budget),
                                **dict(inner.options)}
-    return make_selection("auto", inner.indices, None if which == "cold-start" else inner.distances,
+    return make_selection("auto", inner.indices, inner.distances if which == "uncertainty" else None,
                           inputs.scores, options, objective=inner.objective)
 
 
-__all__ = ["DEFAULT_LOW_BUDGET", "DEFAULT_TYPICALITY", "regime", "run_auto"]
+__all__ = ["DEFAULT_LOW_BUDGET", "DEFAULT_UNCERTAINTY", "regime", "run_auto"]

@@ -13,6 +13,13 @@ is monotone submodular, so the greedy gets (1 - 1/e) of the optimum.
 ``sigma``: ``auto`` (default) takes the median distance of an image to its 20th nearest neighbour,
 the scale at which a pick covers its own neighbourhood; or a positive number in embedding units.
 
+``uncertainty`` (w in [0, 1], default 0 = MaxHerding exactly): once a model exists, each covered point
+counts with weight (1 - w) + w * s_i, s_i its uncertainty min-max normalised over the pool, so the
+greedy covers the uncertain part of the pool first; in the spirit of Uncertainty Herding (Bae et al.,
+"One Active Learning Method for All Label Budgets", 2025). Coverage is relative to what is labeled: a
+scene with no labeled image is uncovered, so it is bought even where the model's uncertainty there is
+low, which is exactly the blind spot of issue 20.
+
 Exact (every row is a candidate and counts in C) up to :data:`EXACT_ROWS` images: the N x N kernel
 is computed once in float32 (256 MB at 8k) and each pick is one pass over it. Above that both the
 candidates and the covered points are a seeded uniform sample of :data:`EXACT_ROWS` unlabeled rows
@@ -53,7 +60,7 @@ def kernel(a: torch.Tensor, b: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def max_herding(
     embeddings: np.ndarray, labeled: np.ndarray, k: int, *, sigma: float | str = "auto", seed: int = 0,
-    exact_rows: int = EXACT_ROWS,
+    exact_rows: int = EXACT_ROWS, scores: np.ndarray | None = None, uncertainty: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """k picks (rows, in order) and each pick's coverage gain (as a share of the covered points)."""
     x = np.asarray(embeddings, dtype=np.float32)
@@ -83,20 +90,27 @@ def max_herding(
     alive = torch.ones(len(cand), dtype=torch.bool)
     picks = np.empty(k, np.int64)
     gains = np.empty(k, np.float32)
+    weight = torch.ones(len(points))
+    if scores is not None and uncertainty > 0:
+        s = np.asarray(scores, np.float64)
+        lo, hi = float(s[unl].min()), float(s[unl].max())
+        sn = np.clip((s - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros(n)
+        weight = torch.as_tensor((1.0 - uncertainty) + uncertainty * sn[points], dtype=torch.float32)
     for t in range(k):
-        gain = (kmat - cur[None, :]).clamp_(min=0.0).sum(1)
+        gain = (kmat - cur[None, :]).clamp_(min=0.0) @ weight
         gain = torch.where(alive, gain, torch.tensor(-1.0))
         j = int(torch.argmax(gain))  # first maximum: the lowest row among ties
-        picks[t], gains[t] = cand[j], float(gain[j]) / len(points)
+        picks[t], gains[t] = cand[j], float(gain[j]) / float(weight.sum())
         cur = torch.maximum(cur, kmat[j])
         alive[j] = False
-    info = {"sigma": sig, "exact": bool(exact), "coverage": float(cur.mean())}
+    info = {"sigma": sig, "exact": bool(exact), "coverage": float(cur.mean()),
+            "uncertainty": float(uncertainty) if scores is not None else 0.0}
     return picks, gains, info
 
 
 def run_maxherding(
     k: int, inputs: SelectionInputs, pool: np.ndarray, *, seed: int = 0, device: str = "cpu",
-    sigma: float | str = "auto",
+    sigma: float | str = "auto", uncertainty: float = 0.0,
 ) -> Selection:
     """The ``maxherding`` selector (deterministic below EXACT_ROWS images; ``seed`` samples above)."""
     assert inputs.embeddings is not None
@@ -108,7 +122,14 @@ def run_maxherding(
         except (TypeError, ValueError):
             raise SelectionError(
                 f"maxherding option sigma must be 'auto' or a positive number, got {sigma!r}") from None
-    picks, gains, info = max_herding(inputs.embeddings, inputs.labeled, k, sigma=sigma, seed=seed)
+    try:
+        w = float(uncertainty)
+    except (TypeError, ValueError):
+        w = -1.0
+    if isinstance(uncertainty, bool) or not 0.0 <= w <= 1.0:
+        raise SelectionError(f"maxherding option uncertainty must be a number in [0, 1], got {uncertainty!r}")
+    picks, gains, info = max_herding(inputs.embeddings, inputs.labeled, k, sigma=sigma, seed=seed,
+                                     scores=inputs.scores, uncertainty=w)
     return make_selection("maxherding", picks, None, inputs.scores, {"seed": seed, **info}, objective=gains)
 
 

@@ -9,6 +9,13 @@ images: this covers the pool's modes one representative at a time instead of cha
 Following the paper's published procedure: k-means (scikit-learn, seeded; MiniBatchKMeans above 50
 clusters, as the authors do), the same cluster caps and order. Counts are updated after every pick
 so a cluster is revisited only after every eligible cluster got one (the paper's round robin).
+
+``uncertainty`` (w in [0, 1], default 0 = TypiClust exactly): once a model exists, the pick inside the
+chosen cluster maximises (1 - w) * typicality + w * uncertainty, both min-max normalised (typicality
+within the cluster, the score over the pool). The clusters still decide *where* the batch goes, in
+proportion to the pool's modes, so a scene the model is blind to (low uncertainty everywhere, as in
+issue 20) still gets its share; the score decides *which* image of each mode (cf. Cluster-Margin,
+Citovsky et al., NeurIPS 2021: diversity across clusters, uncertainty within).
 """
 
 from __future__ import annotations
@@ -17,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from alloop.errors import SelectionError
 from alloop.select.base import Selection, SelectionInputs, make_selection
-from alloop.select.typicality import K_NEIGHBOURS, typicality
+from alloop.select.typicality import K_NEIGHBOURS, normalised, typicality
 
 MIN_CLUSTER_SIZE = 5
 MAX_CLUSTERS = 500
@@ -40,9 +48,9 @@ def cluster(embeddings: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
 
 def typiclust(
     embeddings: np.ndarray, labeled: np.ndarray, k: int, *, seed: int = 0,
-    clusters: np.ndarray | None = None,
+    clusters: np.ndarray | None = None, scores: np.ndarray | None = None, uncertainty: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """k picks (row indices, in order), each pick's typicality within its cluster, and info."""
+    """k picks (row indices, in order), each pick's value within its cluster, and info."""
     labeled = np.asarray(labeled, dtype=bool).copy()
     n = len(labeled)
     k = int(min(k, int((~labeled).sum())))
@@ -56,6 +64,9 @@ def typiclust(
     picks = np.empty(k, np.int64)
     values = np.empty(k, np.float32)
     x = np.asarray(embeddings, dtype=np.float32)
+    use_scores = scores is not None and uncertainty > 0
+    if use_scores:
+        snorm = normalised(np.asarray(scores, np.float64), np.flatnonzero(~labeled)).astype(np.float64)
     for t in range(k):
         open_ = eligible & (np.bincount(ids[~labeled], minlength=len(sizes)) > 0)
         if not open_.any():
@@ -66,20 +77,34 @@ def typiclust(
         members = np.flatnonzero(ids == c)
         kk = max(1, min(K_NEIGHBOURS, len(members) // 2))
         typ = typicality(x[members], kk) if len(members) > 1 else np.ones(1)
+        if use_scores:
+            free = ~labeled[members]
+            tnorm = normalised(typ, np.flatnonzero(free)).astype(np.float64)
+            typ = (1.0 - uncertainty) * tnorm + uncertainty * snorm[members]
         typ = np.where(labeled[members], -np.inf, typ)
         j = int(np.argmax(typ))  # first maximum: the lowest row among ties
         picks[t], values[t] = members[j], typ[j]
         labeled[members[j]] = True
         counts[c] += 1
-    return picks, values, {"clusters": int(len(sizes)), "min_cluster_size": MIN_CLUSTER_SIZE}
+    info = {"clusters": int(len(sizes)), "min_cluster_size": MIN_CLUSTER_SIZE,
+            "uncertainty": float(uncertainty) if use_scores else 0.0}
+    return picks, values, info
 
 
 def run_typiclust(
-    k: int, inputs: SelectionInputs, pool: np.ndarray, *, seed: int = 0, device: str = "cpu"
+    k: int, inputs: SelectionInputs, pool: np.ndarray, *, seed: int = 0, device: str = "cpu",
+    uncertainty: float = 0.0,
 ) -> Selection:
-    """The ``typiclust`` selector (seeded through k-means)."""
+    """The ``typiclust`` selector (seeded through k-means); ``uncertainty`` > 0 uses the scores inside clusters."""
     assert inputs.embeddings is not None
-    picks, values, info = typiclust(inputs.embeddings, inputs.labeled, k, seed=seed)
+    try:
+        w = float(uncertainty)
+    except (TypeError, ValueError):
+        raise SelectionError(f"typiclust option uncertainty must be a number in [0, 1], got {uncertainty!r}") from None
+    if isinstance(uncertainty, bool) or not 0.0 <= w <= 1.0:
+        raise SelectionError(f"typiclust option uncertainty must be a number in [0, 1], got {uncertainty!r}")
+    picks, values, info = typiclust(inputs.embeddings, inputs.labeled, k, seed=seed, scores=inputs.scores,
+                                    uncertainty=w)
     return make_selection("typiclust", picks, None, inputs.scores, {"seed": seed, **info}, objective=values)
 
 

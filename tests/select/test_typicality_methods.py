@@ -179,14 +179,65 @@ def test_auto_is_typiclust_without_scores_and_coral_with_them():
     labeled[:10] = True
     scores = np.random.default_rng(2).random(60)
     warm = select("auto", 5, SelectionInputs(x, labeled, scores), low_budget=50)
-    same = select("coral", 5, SelectionInputs(x, labeled, scores), typicality=0.5)
-    assert warm.options["regime"] == "low-budget"
+    same = select("maxherding", 5, SelectionInputs(x, labeled, scores), uncertainty=0.5)
+    assert warm.options["regime"] == "low-budget" and warm.options["strategy"] == "maxherding"
     np.testing.assert_array_equal(warm.indices, same.indices)
     late = select("auto", 5, SelectionInputs(x, labeled, scores), low_budget=10)
     np.testing.assert_array_equal(late.indices, select("coral", 5, SelectionInputs(x, labeled, scores)).indices)
+
+
+def test_typiclust_and_maxherding_bad_uncertainty():
+    x = unit_rows(10)
+    for method in ("typiclust", "maxherding"):
+        with pytest.raises(SelectionError, match="uncertainty must be a number in"):
+            select(method, 2, SelectionInputs(x, np.zeros(10, bool), np.zeros(10)), uncertainty=3)
 
 
 def test_auto_bad_low_budget():
     x = unit_rows(10)
     with pytest.raises(SelectionError, match="low_budget must be a whole number"):
         select("auto", 2, SelectionInputs(x, np.zeros(10, bool)), low_budget=-3)
+
+
+def test_typiclust_uncertainty_picks_inside_the_same_clusters():
+    rng = np.random.default_rng(5)
+    x = np.concatenate([c + rng.normal(0, 0.4, (30, 2)) for c in ([0, 0], [9, 0], [0, 9])]).astype(np.float32)
+    labeled = np.zeros(len(x), bool)
+    scores = rng.random(len(x))
+    plain, _, _ = typiclust(x, labeled, 3, seed=1)
+    mixed, _, info = typiclust(x, labeled, 3, seed=1, scores=scores, uncertainty=1.0)
+    # The clusters decide where the batch goes; with w = 1 the score decides which member.
+    assert sorted(p // 30 for p in plain) == sorted(p // 30 for p in mixed) == [0, 1, 2]
+    for p in mixed:
+        blob = np.arange(30 * (p // 30), 30 * (p // 30) + 30)
+        assert scores[p] == scores[blob].max()
+    assert info["uncertainty"] == 1.0
+    np.testing.assert_array_equal(typiclust(x, labeled, 3, seed=1, scores=scores, uncertainty=0.0)[0], plain)
+
+
+def test_maxherding_uncertainty_weights_covered_points():
+    x = unit_rows(120, seed=4)
+    labeled = np.zeros(120, bool)
+    scores = np.zeros(120)
+    scores[77] = 1.0  # one very uncertain image: with w = 1 only its neighbourhood counts
+    picks, _, _ = max_herding(x, labeled, 1, sigma=0.3, scores=scores, uncertainty=1.0)
+    assert picks[0] == 77
+    plain = max_herding(x, labeled, 4, sigma=0.6)[0]
+    np.testing.assert_array_equal(max_herding(x, labeled, 4, sigma=0.6, scores=scores, uncertainty=0.0)[0], plain)
+
+
+def test_a_scene_nobody_labeled_is_covered_by_maxherding_not_by_coral():
+    """Issue 20 in miniature: a tight blob the model is confidently wrong about (lowest scores)."""
+    rng = np.random.default_rng(0)
+    seen = rng.normal(0, 1.0, (80, 8))
+    blind = rng.normal(0, 0.05, (20, 8)) + 4.0
+    x = np.concatenate([seen, blind]).astype(np.float32)
+    labeled = np.zeros(100, bool)
+    labeled[:10] = True
+    scores = np.concatenate([rng.uniform(0.5, 1.0, 80), rng.uniform(0.0, 0.1, 20)])
+    inputs = SelectionInputs(x, labeled, scores)
+    coral = select("coral", 10, inputs)
+    herd = select("maxherding", 10, inputs, uncertainty=0.5)
+    in_blind = lambda sel: int(np.sum(sel.indices >= 80))  # noqa: E731
+    # Uncertainty alone never reaches the blob; coverage buys it (one pick covers so tight a blob).
+    assert in_blind(coral) == 0 and in_blind(herd) >= 1
