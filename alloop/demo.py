@@ -72,7 +72,7 @@ def run_demo(
             first = p.store.iteration(0)
             initialised = first is not None and first.status == "done"
     if not initialised:
-        echo("alloop init: register, embed (self-supervised on the pool), coreset-select the first batch …")
+        echo("alloop init: register, embed (self-supervised on the pool), select the first batch …")
         loop.init(project_dir, data / "images", n=batch, config=demo_config(data / "images", device=device, size=size),
                   progress=progress)
     with Project.open(project_dir, lock=False) as p:

@@ -36,8 +36,8 @@ class ProjectConfig:
     val_fraction: float = 0.2                    # share of each labeled batch held out for evaluation
     export_formats: tuple[str, ...] = ("coco", "labelstudio")
     image_url_prefix: str | None = None          # where Label Studio can fetch images (http://host:port/)
-    selection_method: str = "coral"              # for `step`; init uses coreset unless told otherwise
-    init_method: str = "coreset"
+    selection_method: str = "auto"               # for `step`: by regime (see alloop/select/auto.py)
+    init_method: str = "auto"                    # for `init`: auto = typiclust without a model
     score: str = DEFAULT_SCORE
     selection_options: dict[str, Any] = field(default_factory=dict)   # e.g. {alpha = 0.5}
     embedder: str = "ssl"

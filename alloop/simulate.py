@@ -53,7 +53,7 @@ class SimulationPlan:
     budget_per_round: int = 50
     rounds: int = 6
     # Method names, or NAME@SCORE to give one method its own uncertainty score.
-    methods: tuple[str, ...] = ("random", "coreset", "coral")
+    methods: tuple[str, ...] = ("random", "coral", "auto")
     seeds: tuple[int, ...] = (0, 1, 2)
     initial: int | None = None          # size of the shared first batch (default: budget_per_round)
     init_method: str = "random"         # the shared first batch is method-neutral by default

@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed … first-seed+seeds-1")
     p.add_argument("--merge", type=Path, nargs="+",
                    help="only summarise: merge the curves.csv of these --out folders (runs split across processes)")
-    p.add_argument("--methods", default="random,coreset,coral",
+    p.add_argument("--methods", default="random,coral,auto",
                    help="comma-separated methods; NAME@SCORE gives one its own score (coral@entropy:mean)")
     p.add_argument("--score", default=None, help="coral's score NAME:AGG (default: the project default)")
     p.add_argument("--epochs", type=int, default=6, help="detector epochs per round (fine-tuned from the last round)")

@@ -30,6 +30,10 @@ METHOD_EXPLANATIONS = {
     "coral": "uncertainty + diversity (coral): among images the current model is unsure about, each pick is "
              "the one farthest from every labeled or already-picked image",
     "random": "a uniform random sample of the unlabeled pool",
+    "typiclust": "typicality (TypiClust): the pool is clustered and each pick is the most typical image of a "
+                 "cluster that has the fewest labeled images, so the batch follows the pool's modes",
+    "maxherding": "coverage (MaxHerding): each pick covers the most of the pool that nothing labeled or "
+                  "picked covers yet, weighted by uncertainty when a model exists",
 }
 
 
@@ -37,6 +41,8 @@ METHOD_HEADLINES = {
     "coreset": "Diverse: together they cover the pool",
     "coral": "Uncertain and diverse",
     "random": "A random sample (a baseline, not a choice)",
+    "typiclust": "Typical: one representative per mode of the pool",
+    "maxherding": "Covering: the parts of the pool nothing labeled resembles",
 }
 
 
@@ -76,7 +82,10 @@ def explain_selection(data: ReportData) -> list[str]:
     s = data.summary
     if not data.batch:
         return ["No batch has been selected in this iteration yet."]
-    how = METHOD_EXPLANATIONS.get(s.method or "", f"method {s.method}")
+    method = _effective_method(data)
+    how = METHOD_EXPLANATIONS.get(method or "", f"method {method}")
+    if s.method == "auto" and method != "auto":
+        how = f"auto ({data.batch_options.get('regime', '?')} regime) → {how}"
     unlabeled = s.pool - s.labeled
     out = [f"{s.selected} of {unlabeled} unlabeled images were picked by {how}."]
     sc = data.scores
@@ -95,11 +104,19 @@ def explain_selection(data: ReportData) -> list[str]:
     return out
 
 
+def _effective_method(data: ReportData) -> str | None:
+    """The strategy that really picked the batch: auto names the one its regime chose."""
+    if data.summary.method == "auto":
+        return str(data.batch_options.get("strategy", "auto"))
+    return data.summary.method
+
+
 def selection_verdict(data: ReportData) -> str:
     """One bold line: what kind of images this batch is."""
     if not data.batch:
         return "No batch yet."
-    head = METHOD_HEADLINES.get(data.summary.method or "", f"Picked by {data.summary.method}")
+    method = _effective_method(data)
+    head = METHOD_HEADLINES.get(method or "", f"Picked by {method}")
     sc = data.scores
     if sc is not None and len(sc.selected) and data.summary.method != "random":
         head += f"; the typical pick is more uncertain than {sc.selected_percentile:.0f}% of the pool"

@@ -163,3 +163,16 @@ def test_verdicts_answer_the_two_questions(report_project):
     assert selection_verdict(gather_report_data(project, 0)) == "Diverse: together they cover the pool."
     project.store.update_iteration(2, map50=0.40)
     assert progress_verdict(gather_report_data(project, 2)).startswith("No: mAP@0.5 -0.050 since iteration 1")
+
+
+def test_auto_batches_are_explained_by_the_strategy_their_regime_chose(report_project):
+    import dataclasses
+
+    from alloop.report import gather_report_data
+    from alloop.report.render import explain_selection, selection_verdict
+
+    data = gather_report_data(report_project(steps=1), 1)
+    auto = dataclasses.replace(data, summary=dataclasses.replace(data.summary, method="auto"),
+                               batch_options={"regime": "low-budget", "strategy": "maxherding"})
+    assert "auto (low-budget regime) → coverage (MaxHerding)" in explain_selection(auto)[0]
+    assert selection_verdict(auto).startswith("Covering")
