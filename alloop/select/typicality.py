@@ -10,8 +10,8 @@ over-bought, fewer boxes per label). The value is used by the ``typiclust`` sele
 
 Exact k-NN over every row up to :data:`EXACT_ROWS` images (chunked: a ``ROW_CHUNK x N`` distance
 block at a time). Above that the neighbours are searched in a seeded uniform reference sample of
-:data:`EXACT_ROWS` rows, a density estimate of the same kind (the K-th neighbour distance of a
-sample scales with the density), so 1M x 128 costs one 1M x 20k GEMM pass instead of 1M x 1M.
+:data:`REFERENCE_ROWS` rows, a density estimate of the same kind (the K-th neighbour distance of a
+sample scales with the density), so 1M x 128 costs one 1M x 4096 GEMM pass instead of 1M x 1M.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from alloop.errors import SelectionError
 
 K_NEIGHBOURS = 20
 EXACT_ROWS = 20_000
+REFERENCE_ROWS = 4096
 ROW_CHUNK = 2048
 EPS = 1e-5
 
@@ -45,7 +46,7 @@ def knn_distances(
     n = xt.shape[0]
     rows_np = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
     if n > exact_rows:
-        ref = np.sort(np.random.default_rng(seed).choice(n, exact_rows, replace=False))
+        ref = np.sort(np.random.default_rng(seed).choice(n, min(REFERENCE_ROWS, exact_rows), replace=False))
     else:
         ref = np.arange(n)
     ref_t = torch.as_tensor(ref)
@@ -103,4 +104,4 @@ def normalised(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["EXACT_ROWS", "K_NEIGHBOURS", "knn_distances", "normalised", "typicality"]
+__all__ = ["EXACT_ROWS", "K_NEIGHBOURS", "REFERENCE_ROWS", "knn_distances", "normalised", "typicality"]
