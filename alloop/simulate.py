@@ -126,8 +126,11 @@ def simulate(plan: SimulationPlan, *, progress: bool = True, echo: Callable[[str
                 echo(f"seed {seed} · {method} · round {rnd}/{plan.rounds}")
                 if rnd == 1:
                     _share_first_model(run, [out / "runs" / f"seed-{seed}" / _run_name(m) for m in plan.methods])
-                result = _step_once(run, oracle, rnd, plan, method, progress)
-                m = _evaluate_on_test(run, result.iteration, test)
+                # A run cut off after its step finished but before its row was written has the
+                # iteration already: measure it rather than step again (rounds stay iterations).
+                iteration = rnd if _iteration_done(run, rnd) else _step_once(
+                    run, oracle, rnd, plan, method, progress).iteration
+                m = _evaluate_on_test(run, iteration, test)
                 rows.append({"method": method, "seed": seed, "round": rnd, "n_labeled": m["n_labeled"],
                              "map50": m["map50"], "map": m["map"],
                              "n_boxes": sum(pool_boxes.get(p, 0) for p in m["labeled_paths"])})
@@ -339,6 +342,12 @@ def _step_once(run: Path, oracle: GroundTruthOracle, rnd: int, plan: SimulationP
                      progress=progress, annotator=annotate, infer_pool=False)
 
 
+def _iteration_done(run: Path, iteration: int) -> bool:
+    with Project.open(run, lock=False) as project:
+        it = project.store.iteration(iteration)
+        return it is not None and it.status == "done"
+
+
 def _evaluate_on_test(run: Path, iteration: int, test: _TestSet) -> dict[str, Any]:
     with Project.open(run, lock=False) as project:
         it = project.store.iteration(iteration)
@@ -346,7 +355,8 @@ def _evaluate_on_test(run: Path, iteration: int, test: _TestSet) -> dict[str, An
         trainer = loop.build_trainer(project, classes, resolve_device(project.config.device))
         preds = trainer.predict(project.root / it.checkpoint, test.paths, progress=False)
         m = evaluate(test.annotations, preds, classes)
-        labeled = project.store.labeled_ids()
+        # What was labeled when this iteration trained (later rounds may exist already).
+        labeled = {i for i, n in project.store.label_iterations().items() if n <= iteration}
         paths = [r.path for r in project.store.images() if r.id in labeled]
         return {"n_labeled": len(labeled), "map50": m.map50, "map": m.map, "preds": preds,
                 "classes": classes, "labeled_paths": paths}

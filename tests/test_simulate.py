@@ -192,3 +192,25 @@ def test_round_one_model_is_shared_between_methods_once_finished(tmp_path):
     _share_first_model(runs[1], runs)
     copied = runs[1] / "artifacts" / "checkpoints" / "iteration-1"
     assert (copied / "last.pt").read_bytes() == b"round one" and (copied / "best.pt").exists()
+
+
+@pytest.mark.slow
+def test_a_round_whose_row_was_lost_is_measured_not_stepped_again(tmp_path, orchard):
+    """Killed after a step finished but before curves.csv got its row: rerunning measures that
+    iteration (with the labels it was trained on) instead of buying another batch."""
+    args = ["simulate", "--images", str(orchard / "images"), "--labels", str(orchard / "annotations.json"),
+            "--out", str(tmp_path / "sim"), "--budget-per-round", "4", "--rounds", "2", "--methods", "random",
+            "--seeds", "1", "--embedder", "backbone", "-E", "arch=\"mobilenet_v3_small\"", "-E", "weights=\"none\"",
+            "-E", "image_size=32", "-T", "weights=\"none\"", "-T", "epochs=1", "-T", "max_steps=2",
+            "-T", "min_size=96", "-T", "max_size=128", "--device", "cpu", "--quiet"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    curves = tmp_path / "sim" / "curves.csv"
+    before = pd.read_csv(curves)
+    before[before["round"] == 1].to_csv(curves, index=False)  # the row of round 2 was lost
+    assert CliRunner().invoke(app, args).exit_code == 0
+    after = pd.read_csv(curves)
+    assert after["n_labeled"].tolist() == before["n_labeled"].tolist() == [4, 8]
+    from alloop.project import Project
+
+    with Project.open(tmp_path / "sim" / "runs" / "seed-0" / "random", lock=False) as p:
+        assert [it.n for it in p.store.iterations()] == [0, 1, 2]  # no third step
