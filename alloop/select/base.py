@@ -151,6 +151,19 @@ def check_inputs(inputs: SelectionInputs, needs: tuple[str, ...]) -> np.ndarray:
     return pool
 
 
+def unit_weight(method: str, name: str, value: Any) -> float:
+    """A strategy weight option: a number in [0, 1] (not a bool), else a one-line SelectionError."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise SelectionError(f"{method} option {name} must be a number in [0, 1], got {value!r}") from None
+    if isinstance(value, bool):
+        raise SelectionError(f"{method} option {name} must be a number in [0, 1], got {value!r}")
+    if not 0.0 <= v <= 1.0:
+        raise SelectionError(f"{method} option {name} must be in [0, 1], got {v}")
+    return v
+
+
 def check_k(k: int, pool_size: int, method: str) -> int:
     """k must be a positive int; more than the pool warns and returns the pool size."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):

@@ -55,6 +55,7 @@ from alloop.select.base import (
     SelectionWarning,
     make_selection,
     torch_device,
+    unit_weight,
 )
 from alloop.select.typicality import typicality as typicality_of
 from alloop.select.coreset import (
@@ -314,10 +315,4 @@ def run_coral(
 
 def _unit_interval(name: str, value: Any) -> float:
     """A coral weight must be a number in [0, 1]."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise SelectionError(f"coral option {name} must be a number in [0, 1], got {value!r}") from None
-    if not 0.0 <= v <= 1.0:
-        raise SelectionError(f"coral option {name} must be in [0, 1], got {v}")
-    return v
+    return unit_weight("coral", name, value)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from alloop.errors import SelectionError
-from alloop.select.base import Selection, SelectionInputs, make_selection
+from alloop.select.base import Selection, SelectionInputs, make_selection, unit_weight
 from alloop.select.typicality import K_NEIGHBOURS, knn_distances
 
 EXACT_ROWS = 8192
@@ -131,12 +131,7 @@ def run_maxherding(
         except (TypeError, ValueError):
             raise SelectionError(
                 f"maxherding option sigma must be 'auto' or a positive number, got {sigma!r}") from None
-    try:
-        w = float(uncertainty)
-    except (TypeError, ValueError):
-        w = -1.0
-    if isinstance(uncertainty, bool) or not 0.0 <= w <= 1.0:
-        raise SelectionError(f"maxherding option uncertainty must be a number in [0, 1], got {uncertainty!r}")
+    w = unit_weight("maxherding", "uncertainty", uncertainty)
     picks, gains, info = max_herding(inputs.embeddings, inputs.labeled, k, sigma=sigma, seed=seed,
                                      scores=inputs.scores, uncertainty=w)
     return make_selection("maxherding", picks, None, inputs.scores, {"seed": seed, **info}, objective=gains)

@@ -24,8 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from alloop.errors import SelectionError
-from alloop.select.base import Selection, SelectionInputs, make_selection
+from alloop.select.base import Selection, SelectionInputs, make_selection, unit_weight
 from alloop.select.typicality import K_NEIGHBOURS, normalised, typicality
 
 MIN_CLUSTER_SIZE = 5
@@ -109,12 +108,7 @@ def run_typiclust(
 ) -> Selection:
     """The ``typiclust`` selector (seeded through k-means); ``uncertainty`` > 0 uses the scores inside clusters."""
     assert inputs.embeddings is not None
-    try:
-        w = float(uncertainty)
-    except (TypeError, ValueError):
-        raise SelectionError(f"typiclust option uncertainty must be a number in [0, 1], got {uncertainty!r}") from None
-    if isinstance(uncertainty, bool) or not 0.0 <= w <= 1.0:
-        raise SelectionError(f"typiclust option uncertainty must be a number in [0, 1], got {uncertainty!r}")
+    w = unit_weight("typiclust", "uncertainty", uncertainty)
     picks, values, info = typiclust(inputs.embeddings, inputs.labeled, k, seed=seed, scores=inputs.scores,
                                     uncertainty=w)
     return make_selection("typiclust", picks, None, inputs.scores, {"seed": seed, **info}, objective=values)

@@ -189,8 +189,10 @@ def test_auto_is_typiclust_without_scores_and_coral_with_them():
 def test_typiclust_and_maxherding_bad_uncertainty():
     x = unit_rows(10)
     for method in ("typiclust", "maxherding"):
-        with pytest.raises(SelectionError, match="uncertainty must be a number in"):
+        with pytest.raises(SelectionError, match=rf"{method} option uncertainty must be in \[0, 1\], got 3.0"):
             select(method, 2, SelectionInputs(x, np.zeros(10, bool), np.zeros(10)), uncertainty=3)
+        with pytest.raises(SelectionError, match="uncertainty must be a number in"):
+            select(method, 2, SelectionInputs(x, np.zeros(10, bool), np.zeros(10)), uncertainty="high")
 
 
 def test_auto_bad_low_budget():
