@@ -654,8 +654,8 @@ def _within_box_budget(project: Project, iteration: int, rows: Sequence[ImageRow
     """The prefix of ``selection`` whose estimated boxes fit ``budget`` (at most ``cap`` images)."""
     store = project.store
     predicted = _predicted_class_counts(project, iteration, rows, len(store.classes())).sum(axis=1)
-    labeled = store.annotations()
-    per_image = (sum(len(a.boxes) for _, a, _ in labeled) / len(labeled)) if labeled else None
+    counts = store.counts()  # two COUNT queries, not every labeled box
+    per_image = counts["boxes"] / counts["labeled"] if counts["labeled"] else None
     costs, r = box_costs(predicted, per_image)
     m = min(cap, prefix_within(costs, selection.indices, budget))
     estimate = float(costs[selection.indices[:m]].sum())

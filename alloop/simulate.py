@@ -114,12 +114,12 @@ def simulate(plan: SimulationPlan, *, progress: bool = True, echo: Callable[[str
         if not _initialised(base):
             loop.init(base, pool_dir, n=initial, method=plan.init_method, config=cfg, progress=progress)
             if plan.first_batch_excludes:
-                _exclude_from_first_batch(base, pool_gt, plan.first_batch_excludes, seed)
+                _exclude_from_first_batch(base, pool_slices, plan.first_batch_excludes, seed)
         for method in plan.methods:
             run = out / "runs" / f"seed-{seed}" / _run_name(method)
             if not run.exists():
                 shutil.copytree(base, run, ignore=shutil.ignore_patterns(".alloop.lock"))
-            _write_slices(run, pool_gt)
+            _write_slices(run, pool_slices)
             for rnd in range(1, plan.rounds + 1):
                 if (method, seed, rnd) in done:
                     continue
@@ -318,8 +318,8 @@ def _load_test(test_gt: Path, test_dir: Path) -> _TestSet:
         boxes.setdefault(a["image_id"], []).append(Box(x, y, x + w, y + h, cats[a["category_id"]]))
     anns = [ImageAnnotation(img["file_name"], img["width"], img["height"], tuple(boxes.get(img["id"], ())))
             for img in gt["images"]]
-    slices = {img["file_name"]: img["scene"] for img in gt["images"] if isinstance(img.get("scene"), str)}
-    return _TestSet([test_dir / a.file_name for a in anns], anns, [cats[k] for k in sorted(cats)], slices)
+    return _TestSet([test_dir / a.file_name for a in anns], anns, [cats[k] for k in sorted(cats)],
+                    _scenes(gt["images"]))
 
 
 def _initialised(project_dir: Path) -> bool:
@@ -385,14 +385,17 @@ def _slice_rows(m: dict[str, Any], test: _TestSet, pool_slices: dict[str, str],
     return out
 
 
-def _slices(pool_gt: Path) -> dict[str, str]:
-    images = json.loads(pool_gt.read_text(encoding="utf-8"))["images"]
+def _scenes(images: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """file name -> scene, for the COCO images that carry a "scene" (the slices of a simulation)."""
     return {img["file_name"]: img["scene"] for img in images if isinstance(img.get("scene"), str)}
 
 
-def _exclude_from_first_batch(base: Path, pool_gt: Path, excludes: Sequence[str], seed: int) -> None:
+def _slices(pool_gt: Path) -> dict[str, str]:
+    return _scenes(json.loads(pool_gt.read_text(encoding="utf-8"))["images"])
+
+
+def _exclude_from_first_batch(base: Path, slice_of: dict[str, str], excludes: Sequence[str], seed: int) -> None:
     """Redraw the shared first batch uniformly from the images outside the ``excludes`` slices."""
-    slice_of = _slices(pool_gt)
     unknown = sorted(set(excludes) - set(slice_of.values()))
     if unknown:
         raise ConfigError(f"--first-batch-excludes: no image of slice(s) {', '.join(unknown)} in the ground truth; "
@@ -440,12 +443,12 @@ def _share_first_model(run: Path, siblings: Sequence[Path]) -> None:
             return
 
 
-def _write_slices(run: Path, pool_gt: Path) -> None:
+def _write_slices(run: Path, slice_of: dict[str, str]) -> None:
     """Give a run project the pool's slices (the ground truth's per-image "scene"), for its report."""
     target = run / "artifacts" / "simulation" / "slices.csv"
     if target.exists():
         return
-    rows = list(_slices(pool_gt).items())
+    rows = list(slice_of.items())
     if rows:
         atomic.write_text(target, pd.DataFrame(rows, columns=["path", "slice"]).to_csv(index=False))
 

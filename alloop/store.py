@@ -474,9 +474,7 @@ class Store:
                JOIN classes c ON c.id = b.class_id WHERE b.image_id = ? ORDER BY b.id""",
             (image_id,),
         )
-        return [
-            Box(r[0], r[1], r[2], r[3], r[4], None, tuple(tuple(a) for a in json.loads(r[5]))) for r in rows
-        ]
+        return [_box(r) for r in rows]
 
     def annotations(
         self, split: str | None = None, *, available: bool = False
@@ -496,9 +494,7 @@ class Store:
                 ORDER BY b.image_id, b.id""",  # noqa: S608 - a fixed clause; the value is a parameter
             args,
         ):
-            boxes.setdefault(r[0], []).append(
-                Box(r[1], r[2], r[3], r[4], r[5], None, tuple(tuple(a) for a in json.loads(r[6])))
-            )
+            boxes.setdefault(r[0], []).append(_box(r[1:]))
         out = []
         query = "SELECT image_id, split FROM labels l" + where + " ORDER BY image_id"
         for image_id, sp in self.conn.execute(query, args).fetchall():
@@ -647,6 +643,11 @@ class Store:
             "boxes": one("SELECT COUNT(*) FROM boxes"),
             "bad_images": one("SELECT COUNT(*) FROM bad_images"),
         }
+
+
+def _box(r: Sequence[Any]) -> Box:
+    """A stored box from its row ``(x0, y0, x1, y1, class name, attributes_json)``."""
+    return Box(r[0], r[1], r[2], r[3], r[4], None, tuple(tuple(a) for a in json.loads(r[5])))
 
 
 def _finite_or_none(x: float | None) -> float | None:

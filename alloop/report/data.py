@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -435,13 +436,13 @@ def _batch_coverage(
         except (OSError, ValueError, KeyError, pd.errors.ParserError):
             of = {}
         slice_of = {i: of.get(by_id[i].path) for i in detections if i in by_id}
-        names = sorted({v for v in slice_of.values() if isinstance(v, str)})
+        in_pool = Counter(v for v in slice_of.values() if isinstance(v, str))
+        in_batch = Counter(slice_of.get(i) for i in picks)
         n_pool, n_sel = len(detections), len(picks)
         slices = tuple(
-            SliceShare(name, sum(v == name for v in slice_of.values()), sum(slice_of.get(i) == name for i in picks),
-                       sum(v == name for v in slice_of.values()) / n_pool if n_pool else math.nan,
-                       sum(slice_of.get(i) == name for i in picks) / n_sel if n_sel else math.nan)
-            for name in names
+            SliceShare(name, in_pool[name], in_batch[name], in_pool[name] / n_pool,
+                       in_batch[name] / n_sel if n_sel else math.nan)
+            for name in sorted(in_pool)
         )
     return BatchCoverage(len(picks), sum(i in empty for i in picks), len(detections), len(empty), slices)
 

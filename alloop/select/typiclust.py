@@ -78,14 +78,19 @@ def typiclust(
     use_scores = scores is not None and uncertainty > 0
     if use_scores:
         snorm = normalised(np.asarray(scores, np.float64), np.flatnonzero(~labeled)).astype(np.float64)
+    # Rows grouped by cluster once (ascending rows within a cluster), and unlabeled rows per cluster
+    # kept up to date, so a pick costs O(cluster), not O(N).
+    by_cluster = np.argsort(ids, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    remaining = np.bincount(ids[~labeled], minlength=len(sizes))
     for t in range(k):
-        open_ = eligible & (np.bincount(ids[~labeled], minlength=len(sizes)) > 0)
+        open_ = eligible & (remaining > 0)
         if not open_.any():
-            open_ = np.bincount(ids[~labeled], minlength=len(sizes)) > 0
+            open_ = remaining > 0
         # Fewest labeled first, then the largest cluster, then the lowest id (deterministic).
         order = np.lexsort((np.arange(len(sizes)), -sizes, counts))
         c = int(next(i for i in order if open_[i]))
-        members = np.flatnonzero(ids == c)
+        members = by_cluster[starts[c] : starts[c + 1]]
         kk = max(1, min(K_NEIGHBOURS, len(members) // 2))
         typ = typicality(x[members], kk) if len(members) > 1 else np.ones(1)
         if use_scores:
@@ -97,6 +102,7 @@ def typiclust(
         picks[t], values[t] = members[j], typ[j]
         labeled[members[j]] = True
         counts[c] += 1
+        remaining[c] -= 1
     info = {"clusters": int(len(sizes)), "min_cluster_size": MIN_CLUSTER_SIZE,
             "uncertainty": float(uncertainty) if use_scores else 0.0}
     return picks, values, info
