@@ -1,0 +1,31 @@
+"""Arguments and options several commands share, and the KEY=VALUE option parser."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from alloop.errors import ConfigError
+
+ProjectArg = Annotated[Path, typer.Argument(help="Project directory (holds alloop.toml, alloop.db, artifacts/).")]
+BatchOpt = Annotated[
+    int, typer.Option("--n", "-n", min=1, help="Batch size: how many NEW images to select for labeling now (not the total).")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only print warnings and the final summary.")]
+
+
+def parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
+    """KEY=VALUE pairs; VALUE is read as TOML (numbers, true/false, "strings", [lists]) or a bare string."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"{flag} {pair!r}: expected KEY=VALUE, e.g. {flag} epochs=10")
+        key, raw = pair.split("=", 1)
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = raw
+    return out

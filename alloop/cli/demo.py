@@ -1,0 +1,35 @@
+"""`alloop demo`: the whole loop on a generated orchard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from alloop.cli.arguments import BatchOpt, QuietOpt
+from alloop.cli.output import console, err_console, esc, run, setup_logging
+from alloop.cli.status import status
+
+
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Working folder for the generated data and the demo project.")] = Path("data/demo"),
+    images: Annotated[int, typer.Option(help="Pool size (synthetic orchard images).")] = 240,
+    steps: Annotated[int, typer.Option(help="Labeling rounds after init.")] = 3,
+    n: BatchOpt = 24,
+    size: Annotated[str, typer.Option(help="Image size WIDTHxHEIGHT.")] = "320x240",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Run the whole loop on a generated orchard with the ground truth playing the annotator."""
+    from alloop.demo import run_demo
+
+    setup_logging(quiet)
+    try:
+        w, h = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        err_console.print(f"[bold red]error:[/] --size {esc(repr(size))}: expected WIDTHxHEIGHT")
+        raise typer.Exit(1) from None
+    run(lambda: run_demo(directory, n_images=images, steps=steps, batch=n, size=(w, h), device=device,
+                          progress=not quiet, echo=console.print))
+    status(directory / "project", as_json=False)

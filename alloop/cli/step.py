@@ -1,0 +1,58 @@
+"""`alloop step`: import a labeled batch, train, score, select and export the next one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from alloop.cli.arguments import BatchOpt, ProjectArg, QuietOpt
+from alloop.cli.output import console, err_console, esc, run, setup_logging
+
+
+def step(
+    project: ProjectArg,
+    labels: Annotated[Optional[Path], typer.Option("--labels", "-l", help="Labels of the last batch, as exported by your labeling tool.")] = None,
+    label_format: Annotated[Optional[str], typer.Option("--format", "-f", help="Label format (sniffed when omitted): coco, labelstudio, cvat, cvat_xml, kitti, voc, yolo.")] = None,
+    n: BatchOpt = 100,
+    method: Annotated[Optional[str], typer.Option(help="Next-batch selection: auto (default: maxherding + uncertainty below 100 labeled images, then coral), coral (diversity + uncertainty), typiclust, maxherding, coreset or random.")] = None,
+    score: Annotated[Optional[str], typer.Option(help="Uncertainty score NAME:AGG used by coral and stored for the report, e.g. entropy:max (see `alloop scores`).")] = None,
+    clip_boxes: Annotated[bool, typer.Option(help="Clip boxes that stick out of the image (with a warning) instead of refusing the file.")] = False,
+    add_classes: Annotated[bool, typer.Option(help="Accept class names the project does not know yet.")] = False,
+    allow_duplicates: Annotated[bool, typer.Option(help="Drop exact duplicate boxes with a warning instead of refusing the file.")] = False,
+    restart: Annotated[bool, typer.Option(help="Throw away an interrupted iteration (never its labels) and redo it from the start.")] = False,
+    device: Annotated[Optional[str], typer.Option(help="Override the project's device for this step: auto, cpu, cuda, cuda:N.")] = None,
+    budget_boxes: Annotated[Optional[int], typer.Option(min=1, help="Size the next batch by boxes to label, not images: the longest prefix of the pick order whose estimated boxes (the model's confident boxes, corrected by your labels' boxes per image) fit N; --n caps the images.")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """After a labeling round: import labels, fine-tune, evaluate, infer, score, select and export the next batch.
+
+    An interrupted step resumes from its last finished stage when run again.
+    """
+    from alloop import formats, loop
+
+    setup_logging(quiet)
+
+    def go() -> Any:
+        options = formats.ImportOptions(clip_boxes=clip_boxes, add_classes=add_classes, allow_duplicates=allow_duplicates)
+        return loop.step(project, labels=labels, label_format=label_format, n=n, method=method, score=score,
+                         import_options=options, restart=restart, progress=not quiet, device=device,
+                         budget_boxes=budget_boxes)
+
+    r = run(go)
+    for w in r.warnings:
+        err_console.print(f"[yellow]warning:[/] {esc(w)}", highlight=False)
+    imp = r.imported
+    console.print(f"[green]✓[/] iteration {r.iteration}: labels new {imp.get('new', 0)}, corrected {imp.get('corrected', 0)}"
+                  f"; trained on {r.n_train}, held out {r.n_val}")
+    if r.map50 is not None:
+        console.print(f"[green]✓[/] held-out mAP@0.5 = {r.map50:.3f}, mAP@[.5:.95] = {r.map:.3f} ({r.n_val} images)")
+    console.print(f"[green]✓[/] selected {r.n_selected} images → tag [bold]{r.tag}[/]")
+    for f in r.exports:
+        console.print(f"  batch for labeling: {esc(f)}")
+    if r.report:
+        console.print(f"  report: {esc(r.report)}")
+    if r.still_queued:
+        console.print(f"[yellow]{len(r.still_queued)} images from earlier batches still wait for labels[/]")
+    console.print(f"\nNext: label the batch, then `alloop step {esc(project)} --labels FILE --n {n}`")
