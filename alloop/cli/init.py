@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from alloop.cli.arguments import BatchOpt, ProjectArg, QuietOpt, parse_options
+from alloop.cli.arguments import BatchOpt, ProjectArg, QuietOpt, parse_options, shown_default
 from alloop.cli.output import console, esc, run, setup_logging
 
 
@@ -17,15 +17,15 @@ def init(
     n: BatchOpt = 100,
     method: Annotated[Optional[str], typer.Option(help="First-batch selection: auto (default: typiclust, the typical images of k-means clusters), typiclust, maxherding (kernel coverage), coreset (farthest points) or random.")] = None,
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names, in order. Default: taken from the first label file.")] = None,
-    embedder: Annotated[str, typer.Option(help="Embedder: ssl (self-supervised on your images; no download), backbone, detector.")] = "ssl",
+    embedder: Annotated[Optional[str], typer.Option(help="Embedder: ssl (self-supervised on your images; no download), backbone, detector.", show_default=shown_default("embedder"))] = None,
     embedder_option: Annotated[Optional[list[str]], typer.Option("--embedder-option", "-E", help="Embedder setting KEY=VALUE (repeatable), e.g. -E epochs=20.")] = None,
-    trainer: Annotated[str, typer.Option(help="Detector plugin (see `alloop trainers`).")] = "torchvision",
+    trainer: Annotated[Optional[str], typer.Option(help="Detector plugin (see `alloop trainers`).", show_default=shown_default("trainer"))] = None,
     trainer_option: Annotated[Optional[list[str]], typer.Option("--trainer-option", "-T", help="Trainer setting KEY=VALUE (repeatable), e.g. -T epochs=20 -T weights=none.")] = None,
-    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed for every random choice (selection, splits, training).")] = 0,
-    export_format: Annotated[Optional[list[str]], typer.Option("--export-format", help="Batch export format(s) (repeatable): coco, labelstudio, cvat, filelist. Default: coco + labelstudio.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.", show_default=shown_default("device"))] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for every random choice (selection, splits, training).", show_default=shown_default("seed"))] = None,
+    export_format: Annotated[Optional[list[str]], typer.Option("--export-format", help="Batch export format(s) (repeatable): coco, labelstudio, cvat, filelist.", show_default=shown_default("export_formats"))] = None,
     image_url_prefix: Annotated[Optional[str], typer.Option(help="URL your labeling tool fetches images from, e.g. http://localhost:8081/ (Label Studio tasks).")] = None,
-    val_fraction: Annotated[float, typer.Option(help="Share of each labeled batch held out to measure mAP.")] = 0.2,
+    val_fraction: Annotated[Optional[float], typer.Option(help="Share of each labeled batch held out to measure mAP.", show_default=shown_default("val_fraction"))] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Create a project: register images, embed them, select the first batch and export it for labeling.
@@ -33,17 +33,17 @@ def init(
     Rerunning an interrupted init resumes where it stopped.
     """
     from alloop import loop
-    from alloop.project import ProjectConfig
+    from alloop.config import ProjectConfig
 
     setup_logging(quiet)
 
     def go() -> Any:
-        cfg = ProjectConfig(
-            image_root=str(images.resolve()) if images else ".",
+        # Options left unset stay None: the config's defaults apply.
+        cfg = ProjectConfig(image_root=str(images.resolve()) if images else ".").with_changes(
             seed=seed,
             device=device,
             val_fraction=val_fraction,
-            export_formats=tuple(export_format) if export_format else ("coco", "labelstudio"),
+            export_formats=tuple(export_format) if export_format else None,
             image_url_prefix=image_url_prefix,
             embedder=embedder,
             embedder_options=parse_options(embedder_option, "--embedder-option"),

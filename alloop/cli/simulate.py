@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from alloop.cli.arguments import QuietOpt, parse_options
+from alloop.cli.arguments import QuietOpt, parse_options, shown_default
 from alloop.cli.output import console, esc, run, setup_logging
 
 
@@ -24,26 +24,27 @@ def simulate(
     initial: Annotated[Optional[int], typer.Option(help="Size of the shared first batch (default: --budget-per-round).")] = None,
     test_fraction: Annotated[float, typer.Option(help="Share of the labeled images held out as the common test set.")] = 0.2,
     score: Annotated[Optional[str], typer.Option(help="Score NAME:AGG for coral (default: the project default).")] = None,
-    embedder: Annotated[str, typer.Option(help="Embedder for every run.")] = "ssl",
+    embedder: Annotated[Optional[str], typer.Option(help="Embedder for every run.", show_default=shown_default("embedder"))] = None,
     embedder_option: Annotated[Optional[list[str]], typer.Option("--embedder-option", "-E", help="Embedder setting KEY=VALUE.")] = None,
     trainer_option: Annotated[Optional[list[str]], typer.Option("--trainer-option", "-T", help="Trainer setting KEY=VALUE.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda.", show_default=shown_default("device"))] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Compare selection methods on labeled data: ground truth as annotator, same start, learning curves vs random.
 
     Rerunning with the same --out continues an interrupted simulation.
     """
-    from alloop.project import ProjectConfig
+    from alloop.config import ProjectConfig
     from alloop.simulate import SimulationPlan
     from alloop.simulate import simulate as run_simulation
 
     setup_logging(quiet)
 
     def go() -> Any:
-        cfg = ProjectConfig(image_root=".", device=device, embedder=embedder,
-                            embedder_options=parse_options(embedder_option, "--embedder-option"),
-                            trainer_options=parse_options(trainer_option, "--trainer-option"))
+        cfg = ProjectConfig(image_root=".").with_changes(
+            device=device, embedder=embedder,
+            embedder_options=parse_options(embedder_option, "--embedder-option"),
+            trainer_options=parse_options(trainer_option, "--trainer-option"))
         plan = SimulationPlan(images=images, ground_truth=labels, out=out, budget_per_round=budget_per_round,
                               rounds=rounds, methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
                               seeds=tuple(range(seeds)), initial=initial, test_fraction=test_fraction,

@@ -1,0 +1,244 @@
+"""alloop.toml: :class:`ProjectConfig`, every default (once), and the validation of a whole config.
+
+``specs/alloop.toml`` is the annotated reference of the file. Where a key lives in the TOML
+(:data:`SECTIONS`) and what a field's default is (the dataclass) are written here and nowhere
+else: the CLI passes None for an option left unset, and :meth:`ProjectConfig.with_changes`
+keeps the default (or the project's current value) for it.
+
+A config is checked as a whole when it is loaded or built: every bad key gives one problem that
+names the key, the value found and what is allowed, and all problems come in one error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any
+
+from alloop.errors import ConfigError
+from alloop.score import DEFAULT_SCORE
+
+CONFIG_FILE = "alloop.toml"
+
+# TOML section -> {key: ProjectConfig field}. The one map between the file and the dataclass.
+SECTIONS: dict[str, dict[str, str]] = {
+    "project": {
+        "image_root": "image_root",
+        "seed": "seed",
+        "device": "device",
+        "val_fraction": "val_fraction",
+        "export_formats": "export_formats",
+        "image_url_prefix": "image_url_prefix",
+    },
+    "selection": {
+        "init_method": "init_method",
+        "method": "selection_method",
+        "score": "score",
+        "options": "selection_options",
+    },
+    "embedder": {"name": "embedder", "options": "embedder_options"},
+    "trainer": {"name": "trainer", "options": "trainer_options"},
+}
+# ProjectConfig field -> (section, key), for messages.
+KEY_OF: dict[str, tuple[str, str]] = {f: (s, k) for s, keys in SECTIONS.items() for k, f in keys.items()}
+# Seeds go to numpy's and torch's generators: numpy takes 0 ≤ seed < 2**32.
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """Everything in alloop.toml (sections and keys: :data:`SECTIONS`; reference: specs/alloop.toml)."""
+
+    image_root: str                              # absolute, or relative to the project directory
+    seed: int = 0
+    device: str = "auto"                         # auto | cpu | cuda | cuda:N
+    val_fraction: float = 0.2                    # share of each labeled batch held out for evaluation
+    export_formats: tuple[str, ...] = ("coco", "labelstudio")
+    image_url_prefix: str | None = None          # where Label Studio can fetch images (http://host:port/)
+    selection_method: str = "auto"               # for `step`: by regime (see alloop/select/auto.py)
+    init_method: str = "auto"                    # for `init`: auto = typiclust without a model
+    score: str = DEFAULT_SCORE
+    selection_options: dict[str, Any] = field(default_factory=dict)   # e.g. {alpha = 0.5}
+    embedder: str = "ssl"
+    embedder_options: dict[str, Any] = field(default_factory=dict)
+    trainer: str = "torchvision"
+    trainer_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = value_problems({f.name: getattr(self, f.name) for f in fields(self)})
+        if problems:
+            raise ConfigError("project config: " + "; ".join(problems))
+
+    def to_toml(self) -> dict[str, Any]:
+        """The nested TOML document for this config (unset optional keys and empty option tables left out)."""
+        doc: dict[str, Any] = {}
+        for section, keys in SECTIONS.items():
+            table: dict[str, Any] = {}
+            for key, name in keys.items():
+                value = getattr(self, name)
+                if value is None or (name.endswith("_options") and not value):
+                    continue
+                table[key] = _tomlable(value) if name.endswith("_options") else (
+                    list(value) if isinstance(value, tuple) else value)
+            doc[section] = table
+        return doc
+
+    @classmethod
+    def from_toml(cls, doc: Mapping[str, Any], *, where: str) -> ProjectConfig:
+        """Parse and check alloop.toml; every problem (unknown key, wrong type or value) in one ConfigError."""
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+        for section, table in doc.items():
+            if section not in SECTIONS:
+                problems.append(f"unknown section [{section}]; known sections: {', '.join(SECTIONS)}")
+                continue
+            if not isinstance(table, Mapping):
+                problems.append(f"[{section}] must be a table, got {_shown(table)}")
+                continue
+            unknown = sorted(set(table) - set(SECTIONS[section]))
+            if unknown:
+                problems.append(f"unknown key(s) {', '.join(unknown)} in [{section}]; "
+                                f"known: {', '.join(sorted(SECTIONS[section]))}")
+            for key, name in SECTIONS[section].items():
+                if key in table:
+                    raw = table[key]
+                    values[name] = tuple(raw) if name == "export_formats" and isinstance(raw, list) else raw
+        if "image_root" not in values:
+            problems.append("[project] image_root is missing; set it to your image folder")
+        else:
+            problems += value_problems({**defaults(), **values})
+        if problems:
+            raise ConfigError(f"{where}: " + "; ".join(problems))
+        return cls(**values)
+
+    def with_changes(self, **changes: Any) -> ProjectConfig:
+        """A copy with some fields replaced; None means "leave it as it is" (an unset CLI option)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def defaults() -> dict[str, Any]:
+    """Every field's default (image_root has none: it is the one required key)."""
+    out: dict[str, Any] = {}
+    for f in fields(ProjectConfig):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def default(name: str) -> Any:
+    """The default of one ProjectConfig field, e.g. ``default("embedder")`` (for help texts)."""
+    return defaults()[name]
+
+
+def value_problems(values: Mapping[str, Any]) -> list[str]:
+    """One line per field of ``values`` whose value is not allowed: ``[section] key = value: what is allowed``."""
+    problems = []
+    for name, value in values.items():
+        allowed = _CHECKS[name](value)
+        if allowed:
+            section, key = KEY_OF[name]
+            problems.append(f"[{section}] {key} = {_shown(value)}: {allowed}")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# one check per field: None when the value is allowed, else what is allowed
+
+
+def _text(value: Any) -> str | None:
+    return None if isinstance(value, str) and value.strip() else "must be a non-empty string"
+
+
+def _seed(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED:
+        return None
+    return f"must be a whole number from 0 to {MAX_SEED}, e.g. seed = 0"
+
+
+def _device(value: Any) -> str | None:
+    if isinstance(value, str):
+        name = value.strip().lower()
+        if name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit()):
+            return None
+    return "must be auto, cpu, cuda or cuda:N"
+
+
+def _val_fraction(value: Any) -> str | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value < 1.0:
+        return None
+    return "must be a number in [0, 1), e.g. val_fraction = 0.2"
+
+
+def _export_formats(value: Any) -> str | None:
+    from alloop.formats import export_formats
+
+    known = export_formats()
+    rule = f"must be a list of one or more of {', '.join(known)}, e.g. export_formats = [\"coco\"]"
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
+        return rule
+    unknown = [v for v in value if v not in known]
+    if unknown:
+        return f"unknown format(s) {', '.join(map(_shown, unknown))}; {rule}"
+    if len(set(value)) != len(value):
+        return f"lists a format twice; {rule}"
+    return None
+
+
+def _url_prefix(value: Any) -> str | None:
+    return None if value is None or (isinstance(value, str) and value.strip()) else (
+        'must be a URL prefix, e.g. image_url_prefix = "http://127.0.0.1:8081/", or left out')
+
+
+def _score(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be a score NAME:AGG or an image score's name (see `alloop scores`)"
+    from alloop.score import parse_score_spec
+
+    try:
+        parse_score_spec(value)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def _options(value: Any) -> str | None:
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return None
+    return "must be a table of KEY = VALUE settings"
+
+
+_CHECKS = {
+    "image_root": _text,
+    "seed": _seed,
+    "device": _device,
+    "val_fraction": _val_fraction,
+    "export_formats": _export_formats,
+    "image_url_prefix": _url_prefix,
+    "selection_method": _text,
+    "init_method": _text,
+    "score": _score,
+    "selection_options": _options,
+    "embedder": _text,
+    "embedder_options": _options,
+    "trainer": _text,
+    "trainer_options": _options,
+}
+
+
+def _shown(value: Any) -> str:
+    """A value as it would be written in TOML (strings quoted, booleans lower case)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return json.dumps(list(value) if isinstance(value, tuple) else value, ensure_ascii=False, default=str)
+
+
+def _tomlable(options: Mapping[str, Any]) -> dict[str, Any]:
+    """TOML has no null: an option set to None is written as "none" (read back as None)."""
+    return {k: ("none" if v is None else list(v) if isinstance(v, tuple) else v) for k, v in options.items()}
+
+
+__all__ = ["CONFIG_FILE", "KEY_OF", "SECTIONS", "ProjectConfig", "default", "defaults", "value_problems"]

@@ -1,0 +1,126 @@
+"""alloop.toml checked as a whole at load: one problem per bad key, naming the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from alloop.cli import app
+from alloop.config import KEY_OF, SECTIONS, ProjectConfig, default, defaults
+from alloop.errors import ConfigError
+from alloop.project import CONFIG_FILE, Project, load_config
+
+
+def _load(tmp_path: Path, project: str = "", extra: str = "") -> ProjectConfig:
+    (tmp_path / CONFIG_FILE).write_text(f'[project]\nimage_root = "imgs"\n{project}\n{extra}', encoding="utf-8")
+    return load_config(tmp_path / CONFIG_FILE)
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [("seed = 1.7", "seed = 1.7"), ("seed = true", "seed = true"), ('seed = "abc"', 'seed = "abc"'),
+     ("seed = -1", "seed = -1")],
+)
+def test_seed_must_be_a_whole_number(tmp_path, line, shown):
+    # Issue 19: 1.7 and true became 1; "abc" gave a bare "invalid literal for int()".
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, line)
+    message = str(err.value)
+    assert message.startswith(str(tmp_path / CONFIG_FILE))
+    assert f"[project] {shown}: must be a whole number" in message and "e.g. seed = 0" in message
+
+
+def test_export_formats_must_be_a_list(tmp_path):
+    # Issue 19: "coco" was iterated letter by letter and failed later as "unknown export format 'c'".
+    with pytest.raises(ConfigError, match=r'\[project\] export_formats = "coco": must be a list .*'
+                                          r'e\.g\. export_formats = \["coco"\]'):
+        _load(tmp_path, 'export_formats = "coco"')
+
+
+def test_unknown_export_format_is_named_with_the_known_ones(tmp_path):
+    with pytest.raises(ConfigError, match=r'unknown format\(s\) "cocoa"; must be a list of one or more of .*coco'):
+        _load(tmp_path, 'export_formats = ["coco", "cocoa"]')
+    with pytest.raises(ConfigError, match="lists a format twice"):
+        _load(tmp_path, 'export_formats = ["coco", "coco"]')
+
+
+def test_every_bad_key_is_reported_at_once(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, 'seed = true\ndevice = "tpu"\nval_fraction = 1\n',
+              '[selection]\nscore = "nope:max"\n[trainer]\noptions = 3\n[embedder]\nname = ""\n')
+    message = str(err.value)
+    assert "\n" not in message  # one line for the CLI
+    for part in ("[project] seed = true", '[project] device = "tpu": must be auto, cpu, cuda or cuda:N',
+                 "[project] val_fraction = 1: must be a number in [0, 1)", '[selection] score = "nope:max"',
+                 "[trainer] options = 3: must be a table", '[embedder] name = "": must be a non-empty string'):
+        assert part in message, part
+
+
+def test_booleans_are_not_numbers(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[project\] val_fraction = true"):
+        _load(tmp_path, "val_fraction = true")
+
+
+def test_unknown_section_and_missing_image_root(tmp_path):
+    (tmp_path / CONFIG_FILE).write_text('[projet]\nimage_root = "x"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / CONFIG_FILE)
+    assert "unknown section [projet]; known sections: project, selection, embedder, trainer" in str(err.value)
+    assert "[project] image_root is missing" in str(err.value)
+
+
+def test_a_valid_file_keeps_integers_and_lists_as_written(tmp_path):
+    cfg = _load(tmp_path, 'seed = 7\nval_fraction = 0\nexport_formats = ["coco"]\ndevice = "cuda:1"')
+    assert (cfg.seed, cfg.val_fraction, cfg.export_formats, cfg.device) == (7, 0, ("coco",), "cuda:1")
+
+
+def test_a_config_built_in_code_is_checked_the_same_way():
+    with pytest.raises(ConfigError, match=r"\[project\] seed = 1\.5: must be a whole number"):
+        ProjectConfig(image_root="x", seed=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r'\[project\] export_formats = "coco"'):
+        ProjectConfig(image_root="x", export_formats="coco")  # type: ignore[arg-type]
+
+
+def test_with_changes_keeps_what_is_none():
+    cfg = ProjectConfig(image_root="x", seed=3)
+    assert cfg.with_changes(seed=None, device="cpu") == ProjectConfig(image_root="x", seed=3, device="cpu")
+
+
+def test_defaults_come_from_the_dataclass_and_every_field_has_a_key():
+    assert set(KEY_OF) == set(defaults()) | {"image_root"}
+    assert default("export_formats") == ("coco", "labelstudio") and default("embedder") == "ssl"
+    assert {k for keys in SECTIONS.values() for k in keys} >= {"seed", "method", "name", "options"}
+
+
+def test_a_bad_project_config_stops_the_cli_in_one_line_and_changes_nothing(tmp_path):
+    with Project.create(tmp_path / "p", ProjectConfig(image_root="x")):
+        pass
+    db = tmp_path / "p" / "alloop.db"
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    text = (tmp_path / "p" / CONFIG_FILE).read_text().replace("seed = 0", 'seed = "abc"')
+    (tmp_path / "p" / CONFIG_FILE).write_text(text)
+    result = CliRunner().invoke(app, ["status", str(tmp_path / "p")])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and '[project] seed = "abc": must be a whole number' in result.output.replace("\n", "")
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+
+
+def test_init_options_left_unset_take_the_config_defaults(tmp_path):
+    # The CLI passes None for what the user did not set; alloop.config decides.
+    images = tmp_path / "imgs"
+    images.mkdir()
+    result = CliRunner().invoke(app, ["init", str(tmp_path / "p"), "--images", str(images), "--val-fraction", "1.5"])
+    assert result.exit_code == 1 and "[project] val_fraction = 1.5" in result.output.replace("\n", "")
+    assert not (tmp_path / "p").exists()
+    # An unreadable pool stops init after the project is created: its alloop.toml shows what unset means.
+    (images / "a.jpg").write_bytes(b"not an image")
+    result = CliRunner().invoke(app, ["init", str(tmp_path / "p"), "--images", str(images), "--seed", "4", "-q"])
+    assert result.exit_code == 1 and "could be read" in result.output
+    written = load_config(tmp_path / "p" / CONFIG_FILE)
+    assert written == ProjectConfig(image_root=str(images.resolve()), seed=4)
+    assert tomllib.loads((tmp_path / "p" / CONFIG_FILE).read_text())["project"]["export_formats"] == ["coco", "labelstudio"]
