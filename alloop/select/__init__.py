@@ -22,6 +22,7 @@ from alloop.select.base import (
     torch_device,
 )
 from alloop.select.auto import DEFAULT_LOW_BUDGET, DEFAULT_UNCERTAINTY, run_auto
+from alloop.select.compose import is_spec, parse_spec, spec_selector
 from alloop.select.coral import DEFAULT_ALPHA, coral_greedy, run_coral
 from alloop.select.coreset import DEFAULT_THREADS, k_center_greedy, run_coreset
 from alloop.select.maxherding import max_herding, run_maxherding
@@ -35,11 +36,14 @@ __all__ = [
     "Selector",
     "available_methods",
     "coral_greedy",
+    "is_spec",
     "k_center_greedy",
     "max_herding",
+    "parse_spec",
     "random_sample",
     "register",
     "select",
+    "selector_for",
     "selectors",
     "typiclust",
 ]
@@ -133,16 +137,28 @@ def selectors() -> Mapping[str, Selector]:
     return MappingProxyType(_REGISTRY)
 
 
+def selector_for(method: str) -> Selector:
+    """The strategy a method names: a registered name, or a term spec ``"diversity=1, uncertainty=0.5"``."""
+    if is_spec(method):
+        return spec_selector(method)
+    selector = _REGISTRY.get(method)
+    if selector is None:
+        raise SelectionError(
+            f"unknown selection method {method!r}; known: {', '.join(sorted(_REGISTRY))}, "
+            "or weighted terms such as \"diversity=1, uncertainty=0.5\" (alloop.select.compose)"
+        )
+    return selector
+
+
 def select(
     method: str, k: int, inputs: SelectionInputs, *, seed: int = 0, device: str = "cpu", **options: Any
 ) -> Selection:
-    """Run strategy ``method`` for ``k`` new picks; checks inputs, options and k first (SelectionError).
+    """Run strategy ``method`` (a name or a term spec) for ``k`` new picks; checks inputs, options and k
+    first (SelectionError).
 
     k above the unlabeled count warns (:class:`SelectionWarning`) and returns the whole pool.
     """
-    selector = _REGISTRY.get(method)
-    if selector is None:
-        raise SelectionError(f"unknown selection method {method!r}; known: {', '.join(sorted(_REGISTRY))}")
+    selector = selector_for(method)
     unknown = sorted(set(options) - set(selector.defaults))
     if unknown:
         known = ", ".join(sorted(selector.defaults)) or "none"

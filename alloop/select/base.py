@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from alloop.device import torch_device
 from alloop.errors import SelectionError
 
 # Rows checked for NaN/inf at a time: bounds the temporary bool array to ~8 MB at D = 128.
@@ -42,6 +43,8 @@ class Selection:
     method: str
     options: Mapping[str, Any] = field(default_factory=dict)  # resolved options, for the report
     objective: np.ndarray | None = None  # (k,) float32 the combined value that won each pick (coral)
+    # term name -> (k,) each term's share of the pick's objective (a term spec; they add up to it)
+    terms: Mapping[str, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ def make_selection(
     scores: np.ndarray | None,
     options: Mapping[str, Any],
     objective: np.ndarray | None = None,
+    terms: Mapping[str, np.ndarray] | None = None,
 ) -> Selection:
     """Pack picks into a frozen :class:`Selection`; ``scores`` are the pool's N scores (or None)."""
     indices = np.asarray(indices, dtype=np.int64)
@@ -87,17 +91,20 @@ def make_selection(
     dist = np.full(k, np.nan, np.float32) if distances is None else np.asarray(distances, np.float32)
     picked = np.full(k, np.nan, np.float32) if scores is None else np.asarray(scores, np.float32)[indices]
     obj = None if objective is None else np.asarray(objective, np.float32)
-    for a in (indices, dist, picked, obj):
+    parts = None if terms is None else {name: np.asarray(v, np.float32) for name, v in terms.items()}
+    for a in (indices, dist, picked, obj, *(parts or {}).values()):
         if a is not None:
             a.setflags(write=False)
-    return Selection(indices, dist, picked, method, MappingProxyType(dict(options)), obj)
+    return Selection(indices, dist, picked, method, MappingProxyType(dict(options)), obj,
+                     None if parts is None else MappingProxyType(parts))
 
 
 def truncate(selection: Selection, m: int, **extra_options: Any) -> Selection:
     """The first ``m`` picks of ``selection`` (a greedy order's prefix is itself a valid batch)."""
     obj = None if selection.objective is None else selection.objective[:m]
+    terms = None if selection.terms is None else MappingProxyType({n: v[:m] for n, v in selection.terms.items()})
     return Selection(selection.indices[:m], selection.distances[:m], selection.scores[:m], selection.method,
-                     MappingProxyType({**dict(selection.options), **extra_options}), obj)
+                     MappingProxyType({**dict(selection.options), **extra_options}), obj, terms)
 
 
 def check_inputs(inputs: SelectionInputs, needs: tuple[str, ...]) -> np.ndarray:
@@ -179,22 +186,6 @@ def check_k(k: int, pool_size: int, method: str) -> int:
         )
         return pool_size
     return int(k)
-
-
-def torch_device(device: str) -> Any:
-    """'cpu' | 'cuda' | 'cuda:N' | 'auto' -> torch.device; CUDA asked for but absent is an error."""
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
-        raise SelectionError(f"device {device!r} is unknown; use cpu, cuda, cuda:N or auto")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SelectionError(f"device {device!r} asked for but no CUDA device is available; use cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise SelectionError(f"device {device!r}: {exc}") from exc
 
 
 def _first_nonfinite_row(x: np.ndarray) -> int | None:

@@ -130,12 +130,15 @@ def coral_greedy(
     threads: int = DEFAULT_THREADS,
     typicality: float = 0.0,
     typical: np.ndarray | None = None,
+    trace: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """Greedy argmax of (1 - lambda) * (alpha * d / max d + (1 - alpha) * s) + lambda * b, k times.
 
     Returns (indices, distances, objective values, info). The first pick with nothing labeled has no
     distance (inf; every candidate counts as maximally far); ties go to the candidate closest to the
-    mean, later ties to the lowest row.
+    mean, later ties to the lowest row. ``trace``, when given, receives per pick ``dmax`` (the
+    normaliser of d at that pick; inf for the first pick without a center) and ``balance`` (b_i of the
+    pick, nan without balance), so a caller can split each pick's objective into its terms.
     """
     dev = torch_device(device)
     labeled = np.asarray(labeled, dtype=bool)
@@ -166,6 +169,8 @@ def coral_greedy(
     picks = np.empty(k, dtype=np.int64)
     dists = np.empty(k, dtype=np.float32)
     objs = np.empty(k, dtype=np.float32)
+    pick_dmax = np.full(k, np.inf, dtype=np.float64)
+    pick_b = np.full(k, np.nan, dtype=np.float64)
 
     with engine_settings(threads) as gemm:
         x = as_tensor(embeddings, dev)
@@ -208,11 +213,16 @@ def coral_greedy(
             # No center yet: every candidate is maximally far (d / max d = 1), so the score decides.
             cand = torch.as_tensor(first_cand, device=dev)
             ones = torch.ones(n, device=dev)
-            first = combine(objective(ones, sb_t, 1.0, alpha), balance_term() if use_balance else None)
+            b0 = balance_term() if use_balance else None
+            if b0 is not None:
+                b_first = b0.clone()
+            first = combine(objective(ones, sb_t, 1.0, alpha), b0)
             first = torch.where(cand, first, -math.inf)
             best = first.max()
             i = closest_to_mean(x, cand & (first == best))
             picks[0], dists[0], objs[0] = i, math.inf, float(best)
+            if use_balance:
+                pick_b[0] = float(b_first[i])
             index.add_center(i)
             if use_balance:
                 totals = totals + counts[i]
@@ -225,10 +235,13 @@ def coral_greedy(
             dmax = _f32_sqrt(v2)
             if use_balance:
                 d = index.uh.sqrt()
-                obj = combine(objective(d, sb_t, dmax, alpha), balance_term())
+                b = balance_term()
+                b_row = b.clone()
+                obj = combine(objective(d, sb_t, dmax, alpha), b)
                 obj = torch.where(index.hcand, obj, -math.inf)
                 j = int(torch.argmax(obj))  # all rows are hot: the position is the row
                 i = j
+                pick_b[t] = float(b_row[j])
             else:
                 for attempt in range(2):
                     if index.rebuilds != front_epoch:
@@ -249,10 +262,13 @@ def coral_greedy(
                     index.rebuild()
                 i = int(index.hot_np[j])
             picks[t], dists[t], objs[t] = i, float(d[j]), float(obj[j])
+            pick_dmax[t] = dmax
             index.add_center(i)
             if use_balance:
                 totals = totals + counts[i]
             t += 1
+    if trace is not None:
+        trace["dmax"], trace["balance"] = pick_dmax, pick_b
     return picks, dists, objs, info
 
 
