@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ from alloop.store import Store
 
 STORE_FILE = "alloop.db"
 LOCK_FILE = ".alloop.lock"
+# `alloop status` probes the lock with a shared flock held for microseconds; a command taking the
+# lock at that very instant retries for this long before calling the project busy.
+ACQUIRE_RETRY_S = 0.5
 
 
 class ProjectLock:
@@ -34,21 +38,41 @@ class ProjectLock:
     def acquire(self) -> None:
         """Take the lock or raise LockError naming the holder."""
         fh = open(self.path, "a+")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise LockError(
-                f"{self.path.parent}: project is busy, locked by {holder}; wait for it to finish "
-                "(a crashed holder releases the lock automatically)"
-            ) from None
+        deadline = time.monotonic() + ACQUIRE_RETRY_S
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                fh.close()
+                raise LockError(
+                    f"{self.path.parent}: project is busy, locked by {holder}; wait for it to finish "
+                    "(a crashed holder releases the lock automatically)"
+                ) from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
         fh.flush()
         self._fh = fh
+
+    def holder(self) -> str | None:
+        """Who holds the lock now ("pid N on HOST"), or None when nobody does (a crashed holder holds nothing)."""
+        try:
+            fh = open(self.path, encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        with fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return fh.read().strip() or "another process"
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            return None
 
     def release(self) -> None:
         """Give the lock back."""

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from alloop.loop import tag_name
-from alloop.project import Project
+from alloop.project import Project, ProjectLock
 from alloop.trainers import available_trainers, load_trainer
 
 
@@ -28,7 +28,9 @@ def project_status(root: Path) -> dict[str, Any]:
                 "export_dir": tag.export_dir if tag else None, "checkpoint": it.checkpoint,
                 "timings": dict(it.timings), "stages_done": sorted(store.stages(it.n)),
                 "per_class_ap50": dict(it.metrics.get("per_class_ap50", {})),
+                "batch_size": it.config.get("n"),
             })
+        locked_by = ProjectLock(project.root).holder()
         return {
             "project": str(project.root),
             "image_root": str(project.image_root),
@@ -38,7 +40,24 @@ def project_status(root: Path) -> dict[str, Any]:
                       "export_dir": t.export_dir} for t in tags.values()],
             "iterations": rows,
             "bad_images": store.bad_images(),
+            "locked_by": locked_by,
+            "next": _next_action(root, rows, locked_by),
         }
+
+
+def _next_action(root: Path, rows: list[dict[str, Any]], locked_by: str | None) -> str | None:
+    """What the user should do about an unfinished iteration or a held lock; None when nothing is pending."""
+    last = rows[-1] if rows else None
+    if last is not None and last["status"] == "done":
+        return f"project is busy: locked by {locked_by} (add, doctor, embed or select)" if locked_by else None
+    what = "init" if last is None or last["n"] == 0 else f"iteration {last['n']}"
+    if locked_by:
+        # The holder is alive (a dead one holds no flock): the iteration is running, not interrupted.
+        return f"{what} is running ({locked_by}); wait for it to finish"
+    if what == "init":
+        batch = f" --n {last['batch_size']}" if last is not None and last["batch_size"] else ""
+        return f"init was interrupted; rerun `alloop init {root}{batch}` to resume it"
+    return f"{what} was interrupted; rerun `alloop step {root}` to resume it"
 
 
 def trainer_catalog() -> dict[str, dict[str, Any]]:

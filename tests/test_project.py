@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import socket
 
 import pytest
 
@@ -125,3 +126,38 @@ def test_the_reference_config_in_specs_loads_round_trips_and_covers_every_key():
                           flags=re.M)) <= known
     config_from_mapping(load_embedder(cfg.embedder).Config, cfg.embedder_options, where="specs embedder")
     config_from_mapping(load_trainer(cfg.trainer).Config, cfg.trainer_options, where="specs trainer")
+
+
+def test_lock_holder_is_none_when_free_and_names_a_live_holder(tmp_path):
+    from alloop.project import ProjectLock
+
+    with Project.create(tmp_path / "p", ProjectConfig(image_root="x")):
+        pass
+    assert ProjectLock(tmp_path / "p").holder() is None
+    ctx = mp.get_context("fork")
+    started, release = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_hold_lock, args=(tmp_path / "p", started, release))
+    proc.start()
+    try:
+        assert started.wait(10)
+        assert ProjectLock(tmp_path / "p").holder() == f"pid {proc.pid} on {socket.gethostname()}"
+    finally:
+        release.set()
+        proc.join(10)
+    assert ProjectLock(tmp_path / "p").holder() is None
+
+
+def test_a_status_probe_does_not_make_a_starting_step_fail(tmp_path):
+    # `status` holds a shared flock for an instant; a command taking the lock then waits it out.
+    import fcntl
+    import threading
+
+    from alloop.project import LOCK_FILE
+
+    with Project.create(tmp_path / "p", ProjectConfig(image_root="x")):
+        pass
+    fh = open(tmp_path / "p" / LOCK_FILE)
+    fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    threading.Timer(0.1, lambda: (fcntl.flock(fh.fileno(), fcntl.LOCK_UN), fh.close())).start()
+    with Project.open(tmp_path / "p"):
+        pass

@@ -43,9 +43,8 @@ def status(
             str(it["selected"]),
         )
     console.print(table)
-    running = [it["n"] for it in info["iterations"] if it["status"] != "done"]
-    if running:
-        console.print(f"* iteration {running[-1]} was interrupted; rerun `alloop step {esc(project)}` to resume it")
+    if info["next"]:
+        console.print(f"* {esc(info['next'])}", highlight=False)
     latest = next((it for it in reversed(info["iterations"]) if it["export_dir"]), None)
     if latest:
         console.print(f"current batch ({esc(latest['tag'])}, {latest['selected']} images): {esc(latest['export_dir'])}")
