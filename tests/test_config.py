@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import hashlib
+import re
 import tomllib
 from pathlib import Path
 
@@ -124,3 +127,95 @@ def test_init_options_left_unset_take_the_config_defaults(tmp_path):
     written = load_config(tmp_path / "p" / CONFIG_FILE)
     assert written == ProjectConfig(image_root=str(images.resolve()), seed=4)
     assert tomllib.loads((tmp_path / "p" / CONFIG_FILE).read_text())["project"]["export_formats"] == ["coco", "labelstudio"]
+
+
+# ---------------------------------------------------------------------------------------------
+# every message that names an alloop.toml section or key names a real one (issue 15)
+
+ROOT = Path(__file__).resolve().parents[1]
+# "[section]", "[section.sub]", "[section] key", "key in alloop.toml [section]"; not inside a word ("list[str]").
+SECTION_REF = re.compile(r"(?:(\w+) in (?:alloop\.toml )?)?(?<![\w\[])\[([A-Za-z_<>]+(?:\.[A-Za-z_<>{}]+)*)\](?: (\w+))?")
+# Bracketed words in sources that are not alloop.toml references, each with its reason.
+NOT_TOML = {
+    ("alloop/cli/arguments.py", "[lists]"): "a TOML array in the KEY=VALUE help",
+    ("alloop/formats/labelstudio.py", "[name]"): "Label Studio's JSON shape",
+    ("alloop/config.py", "[section] key"): "the message pattern itself",
+}
+
+
+def _string_literals(path: Path) -> list[tuple[int, str]]:
+    """Every string literal of a module; an f-string's fields become "{}"."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.JoinedStr):
+            out.append((node.lineno, "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            out.append((node.lineno, node.value))
+    return out
+
+
+def _option_tables() -> dict[str, set[str]]:
+    """The options each [x.options] table accepts: every installed plugin's Config fields, every selector's options."""
+    from alloop.embed import available_embedders, load_embedder
+    from alloop.select import selectors
+    from alloop.trainers import available_trainers, load_trainer
+
+    return {
+        "trainer.options": {f.name for n in available_trainers() for f in dataclasses.fields(load_trainer(n).Config)},
+        "embedder.options": {f.name for n in available_embedders() for f in dataclasses.fields(load_embedder(n).Config)},
+        "selection.options": {k for s in selectors().values() for k in s.defaults},
+    }
+
+
+def _section_problems(section: str, key_after: str | None, key_before: str | None, tables: dict[str, set[str]]) -> str | None:
+    if section == "{}":
+        return None  # built from SECTIONS at run time (alloop.config), checked by the tests above
+    keys = {**{s: set(k) for s, k in SECTIONS.items()}, **tables}
+    if section not in keys:
+        return f"[{section}] is not a section of alloop.toml (sections: {', '.join(sorted(keys))})"
+    all_keys = set().union(*keys.values())
+    for key in (key_before, key_after):
+        # A word after "[section] " is a key when it looks like one; "[project] must be ..." is prose.
+        if key and (key in all_keys or "_" in key) and key not in keys[section]:
+            return f"{key!r} is not a key of [{section}] (keys: {', '.join(sorted(keys[section]))})"
+    return None
+
+
+def test_every_message_names_a_real_section_and_key():
+    from rich.errors import StyleSyntaxError
+    from rich.style import Style
+
+    tables = _option_tables()
+    wrong, seen = [], 0
+    for path in sorted((ROOT / "alloop").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        for line, text in _string_literals(path):
+            for m in SECTION_REF.finditer(text):
+                key_before, section, key_after = m.groups()
+                try:
+                    Style.parse(section.replace(".", " "))
+                    continue  # Rich markup such as [green] or [bold]
+                except StyleSyntaxError:
+                    pass
+                bracket = f"[{section}]" + (f" {key_after}" if key_after else "")
+                if (rel, f"[{section}]") in NOT_TOML or (rel, bracket) in NOT_TOML:
+                    continue
+                seen += 1
+                problem = _section_problems(section, key_after, key_before, tables)
+                if problem:
+                    wrong.append(f"{rel}:{line}: {m.group(0)!r}: {problem}")
+    assert seen >= 5  # the scan finds the references it is meant to check
+    assert not wrong, "messages naming alloop.toml sections or keys that do not exist:\n" + "\n".join(wrong)
+
+
+def test_the_section_scan_catches_the_known_wrong_spellings():
+    tables = {"trainer.options": {"epochs"}, "embedder.options": {"epochs"}, "selection.options": {"alpha"}}
+    assert _section_problems("trainer.torchvision", None, None, tables)
+    assert _section_problems("embed.ssl", None, None, tables)
+    assert _section_problems("embed.{}", None, None, tables)  # f"[embed.{name}]"
+    assert _section_problems("trainer.{}", None, None, tables)  # f"[trainer.{name}]": no such table either
+    assert _section_problems("project", "sede", None, tables) is None  # prose-like word: not taken for a key
+    assert _section_problems("project", "image_rot", None, tables)
+    assert _section_problems("trainer.options", None, "grad_clip", tables)
+    assert _section_problems("trainer.options", None, "epochs", tables) is None
+    assert _section_problems("project", "seed", None, tables) is None

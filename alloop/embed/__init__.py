@@ -39,7 +39,8 @@ def build_embedder(
     from alloop.trainers.base import config_from_mapping
 
     cls = load_embedder(name)
-    config = config_from_mapping(cls.Config, dict(options), where=where or f"[embed.{name}]")
+    where = where or f"alloop.toml [embedder.options] (embedder {name})"
+    config = config_from_mapping(cls.Config, dict(options), where=where)
     return cls(config, Path(work_dir), device)
 
 

@@ -41,7 +41,7 @@ def test_build_embedder_makes_a_protocol_instance(tmp_path):
 def test_unknown_option_names_the_known_ones(tmp_path):
     with pytest.raises(ConfigError) as err:
         build_embedder("ssl", {"epoch": 3}, tmp_path, "cpu")
-    assert "epoch" in str(err.value) and "epochs" in str(err.value) and "[embed.ssl]" in str(err.value)
+    assert "epoch" in str(err.value) and "epochs" in str(err.value) and "[embedder.options] (embedder ssl)" in str(err.value)
 
 
 @pytest.mark.parametrize(
