@@ -4,10 +4,13 @@ No detector is trained: the first batch is judged by what it gives the first mod
 quantities benchmarks/RESULTS.md found to decide early rounds: boxes per labeled image (random's
 batches carried ~30% more boxes than coreset's) and how the batch's scene mix matches the pool's
 (total variation distance; a test split is drawn like the pool). Embeddings: the ImageNet mobilenet_v2
-backbone from the offline weights package at 128 px (what benchmarks/label_efficiency.py uses).
+backbone from the offline weights package at 128 px (what benchmarks/label_efficiency.py uses), and
+with ``--embedders backbone,ssl`` also alloop's default self-supervised embedder (SimCLR on the pool,
+its default 5 epochs at 64 px), so the features' effect on each method is measured side by side
+(issue 13 item 5: TypiClust and MaxHerding assume good self-supervised features).
 
     python benchmarks/cold_start.py --family cultivars --seeds 5
-    python benchmarks/cold_start.py --family orchard --seeds 5 --first 25
+    python benchmarks/cold_start.py --family orchard --seeds 5 --first 25 --embedders backbone,ssl
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first", type=int, default=25, help="size of the first batch")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--out", type=Path, default=Path("bench-cold-start"))
+    p.add_argument("--embedders", default="backbone",
+                   help="comma-separated: backbone (ImageNet mobilenet_v2, 128 px), ssl (alloop's default)")
     p.add_argument("--json", type=Path, help="write the figures here")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
@@ -52,34 +57,47 @@ def main(argv: list[str] | None = None) -> int:
     names = sorted(set(scenes))
     pool_mix = np.array([np.mean(scenes == s) for s in names])
 
-    backbone = offline_imagenet_backbone()
-    options = {"arch": "mobilenet_v2", "image_size": 128, **({"weights": str(backbone)} if backbone else {})}
-    embedder = build_embedder("backbone", options, args.out / "embedder", "cpu")
     paths = [data / "images" / img["file_name"] for img in images]
-    embedder.prepare(paths, seed=0, progress=False)
-    emb = embedder.embed(paths, progress=False)
-
-    rows: dict[str, list[tuple[float, float, float]]] = {m: [] for m in METHODS}
-    for seed in range(args.seeds):
-        for method in METHODS:
-            sel = select(method, args.first, SelectionInputs(emb, np.zeros(len(images), bool)), seed=seed)
-            picked = sel.indices
-            mix = np.array([np.mean(scenes[picked] == s) for s in names])
-            tv = 0.5 * float(np.abs(mix - pool_mix).sum())
-            rows[method].append((float(n_boxes[picked].mean()), tv, float(np.mean(n_boxes[picked] == 0))))
     print(f"family {args.family}: {len(images)} images, {n_boxes.mean():.1f} boxes per image in the pool; "
           f"first batch of {args.first}, {args.seeds} seeds (deterministic methods give one value)")
-    print(f"{'method':<12} {'boxes / image':>16} {'scene mix TV to pool':>22} {'empty images':>13}")
-    out = {}
-    for method, vals in rows.items():
-        v = np.array(vals)
-        out[method] = {"boxes_per_image": v[:, 0].tolist(), "scene_tv": v[:, 1].tolist(), "empty": v[:, 2].tolist()}
-        print(f"{method:<12} {v[:, 0].mean():>10.1f} ± {v[:, 0].std():<4.1f} {v[:, 1].mean():>15.2f} ± {v[:, 1].std():.2f}"
-              f" {v[:, 2].mean():>12.0%}")
+    out: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for name in args.embedders.split(","):
+        emb = _embed(name.strip(), paths, args.out)
+        rows: dict[str, list[tuple[float, float, float]]] = {m: [] for m in METHODS}
+        for seed in range(args.seeds):
+            for method in METHODS:
+                sel = select(method, args.first, SelectionInputs(emb, np.zeros(len(images), bool)), seed=seed)
+                picked = sel.indices
+                mix = np.array([np.mean(scenes[picked] == s) for s in names])
+                tv = 0.5 * float(np.abs(mix - pool_mix).sum())
+                rows[method].append((float(n_boxes[picked].mean()), tv, float(np.mean(n_boxes[picked] == 0))))
+        print(f"\nembedder {name}")
+        print(f"{'method':<12} {'boxes / image':>16} {'scene mix TV to pool':>22} {'empty images':>13}")
+        out[name] = {}
+        for method, vals in rows.items():
+            v = np.array(vals)
+            out[name][method] = {"boxes_per_image": v[:, 0].tolist(), "scene_tv": v[:, 1].tolist(),
+                                 "empty": v[:, 2].tolist()}
+            print(f"{method:<12} {v[:, 0].mean():>10.1f} ± {v[:, 0].std():<4.1f} "
+                  f"{v[:, 1].mean():>15.2f} ± {v[:, 1].std():.2f} {v[:, 2].mean():>12.0%}")
     print(f"\n{time.perf_counter() - t0:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps({"family": args.family, "first": args.first, "methods": out}, indent=1))
+        args.json.write_text(json.dumps({"family": args.family, "first": args.first, "embedders": out}, indent=1))
     return 0
+
+
+def _embed(name: str, paths: list[Path], out: Path) -> np.ndarray:
+    """(N, D) embeddings of ``paths`` with the named embedder (ssl: alloop's defaults, trained on the pool)."""
+    if name == "backbone":
+        weights = offline_imagenet_backbone()
+        options = {"arch": "mobilenet_v2", "image_size": 128, **({"weights": str(weights)} if weights else {})}
+    elif name == "ssl":
+        options = {}
+    else:
+        raise SystemExit(f"--embedders: unknown {name!r}; choose backbone or ssl")
+    embedder = build_embedder(name, options, out / f"embedder-{name}", "cpu")
+    embedder.prepare(paths, seed=0, progress=False)
+    return embedder.embed(paths, progress=False)
 
 
 if __name__ == "__main__":

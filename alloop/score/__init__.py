@@ -8,7 +8,9 @@ A score spec names what to compute:
 - ``NAME`` alone for an image score — ``detection_entropy`` and ``proposal_entropy`` (uncertainty over
   the detector's candidate regions, so images where it misses everything are not "certain"; see
   :mod:`alloop.score.proposals`), ``object_frequency`` (Lightly), ``tta_consistency`` (horizontal-flip
-  consistency; the loop must also predict on flipped images, see :func:`needs_flipped`).
+  consistency; the loop must also predict on flipped images, see :func:`needs_flipped`), ``dcus``
+  (PPAL's difficulty-calibrated uncertainty: boxes of classes the model finds hard weigh more; see
+  :mod:`alloop.score.difficulty`).
 
 Every score is float32 in [0, 1] per image, higher = more worth labeling, stored under its spec per
 iteration so the report and the ``coral`` selector can pick one.
@@ -46,6 +48,7 @@ from alloop.score import boxes as _boxes  # noqa: F401
 from alloop.score import frequency as _frequency  # noqa: F401, I001
 from alloop.score import consistency as _consistency  # noqa: F401, I001
 from alloop.score import proposals as _proposals  # noqa: F401, I001
+from alloop.score import difficulty as _difficulty  # noqa: F401, I001
 from alloop.score.aggregate import AGGREGATIONS, EMPTY_IMAGE_SCORE, aggregate, check_aggregation, clean_unit
 from alloop.score.registry import ScoreInputs, box_score, box_scorers, image_score, image_scorers
 
@@ -98,12 +101,14 @@ def score_images(
     *,
     flipped: Sequence[Detections] | None = None,
     confidence_threshold: float = 0.5,
+    class_quality: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """spec → (n_images,) float32 in [0, 1], higher = more worth labeling; no boxes → 0 for box scores.
 
     ``flipped``: per image, predictions on the mirrored image mapped back to original coordinates
     (needed by ``tta_consistency``). ``confidence_threshold``: the score from which a box counts as an
-    object (``object_frequency``). Every spec is checked before anything is computed.
+    object (``object_frequency``). ``class_quality``: (C,) per-class quality on held-out images
+    (``dcus``; None weighs every class 1). Every spec is checked before anything is computed.
     """
     parsed = {spec: parse_score_spec(spec) for spec in specs}
     if not (math.isfinite(confidence_threshold) and 0.0 <= confidence_threshold <= 1.0):
@@ -120,7 +125,7 @@ def score_images(
 
     n = len(detections)
     per_box: dict[str, list[np.ndarray]] = {}  # each box scorer runs once, whatever the aggregations
-    inputs = ScoreInputs(detections, flipped, confidence_threshold)
+    inputs = ScoreInputs(detections, flipped, confidence_threshold, class_quality)
     out: dict[str, np.ndarray] = {}
     for spec, (name, how) in parsed.items():
         if name in box_scorers():

@@ -39,6 +39,9 @@ class ScoreInputs:
     flipped: Sequence[Detections] | None = None
     # A box counts as "an object" for count-based scores when its score is at least this.
     confidence_threshold: float = 0.5
+    # (C,) per-class detection quality in [0, 1] measured on held-out labeled images
+    # (alloop.score.difficulty.class_quality); None before any model was evaluated.
+    class_quality: np.ndarray | None = None
 
 
 ImageScorer = Callable[[ScoreInputs], np.ndarray]

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from alloop import loop
 from alloop.cli import app
 from alloop.project import Project
-from alloop.store import MIGRATIONS
+from alloop.store import MIGRATIONS, Store
 from alloop.summary import project_status
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "projects" / "abe5c67"
@@ -73,11 +73,13 @@ def test_old_project_opens_migrated_with_labels_and_tags_intact(old_project):
     con = sqlite3.connect(old_project / "alloop.db")
     try:
         applied = [r[0] for r in con.execute("SELECT name FROM schema_migrations ORDER BY name")]
+        indexes = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         for table in ("labels", "boxes", "tag_members", "stages", "embedding_index"):
             assert con.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall() == _old_rows(table), table  # noqa: S608
     finally:
         con.close()
-    assert applied == [name for name, _ in MIGRATIONS]
+    assert applied == [m.name for m in MIGRATIONS]
+    assert {"labels_split", "tag_members_image", "tag_members_order"} <= indexes  # 0002 applied to old data
 
 
 def test_status_of_an_old_project(old_project):
@@ -105,3 +107,18 @@ def test_old_project_resumes_its_interrupted_step(old_project):
     with Project.open(old_project, lock=False) as p:
         assert [(it.n, it.status) for it in p.store.iterations()] == [(0, "done"), (1, "done"), (2, "done")]
         assert set(p.store.stages(2)) == set(loop.STEP_STAGES)
+
+
+def test_a_new_store_has_the_old_schema_plus_the_new_indexes(tmp_path):
+    def schema(path: Path) -> dict[str, str]:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return {r[0]: " ".join(r[1].split()) for r in con.execute(
+                "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name != 'schema_migrations'")}
+        finally:
+            con.close()
+
+    Store(tmp_path / "new.db", create=True).close()
+    old, new = schema(FIXTURE / "project" / "alloop.db"), schema(tmp_path / "new.db")
+    assert {k: new.get(k) for k in old} == old
+    assert set(new) - set(old) == {"labels_split", "tag_members_image", "tag_members_order"}

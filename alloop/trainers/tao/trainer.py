@@ -187,7 +187,7 @@ class TaoTrainer:
         root, anns, val_anns = common_root(train, val, data_dir)
         try:
             formats.export_training_set("kitti", anns, data_dir, image_root=root, classes=self.classes,
-                                        val=val_anns)
+                                        val=val_anns, layout="tao")
         except LabelError as exc:
             raise TrainerError(f"tao trainer: cannot export the labeled images as KITTI: {exc}") from exc
 

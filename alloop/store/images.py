@@ -1,0 +1,67 @@
+"""The image pool's tables: registered images (path, content hash, size, state) and unreadable files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from alloop.store.connection import Database, now
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """One registered image."""
+
+    id: int
+    path: str
+    sha256: str
+    width: int
+    height: int
+    state: str
+
+
+class ImageTables(Database):
+    """``images`` and ``bad_images``."""
+
+    def add_images(self, rows: Iterable[tuple[str, str, int, int]]) -> int:
+        """Register (path, sha256, width, height) rows; already known paths are left alone."""
+        with self.transaction() as c:
+            ts = now()
+            cur = c.executemany(
+                "INSERT OR IGNORE INTO images (path, sha256, width, height, added_at) VALUES (?, ?, ?, ?, ?)",
+                ((path, sha, w, h, ts) for path, sha, w, h in rows),
+            )
+            # executemany's rowcount is the sum over the rows: those inserted, not those ignored.
+            return max(cur.rowcount, 0)
+
+    def record_bad_images(self, rows: Iterable[tuple[str, str]]) -> None:
+        """Remember images that could not be read, with why."""
+        with self.transaction() as c:
+            ts = now()
+            c.executemany(
+                "INSERT OR REPLACE INTO bad_images (path, reason, seen_at) VALUES (?, ?, ?)",
+                ((p, r, ts) for p, r in rows),
+            )
+
+    def bad_images(self) -> list[tuple[str, str]]:
+        """(path, reason) of every image that could not be read."""
+        return [(r[0], r[1]) for r in self.conn.execute("SELECT path, reason FROM bad_images ORDER BY path")]
+
+    def images(self) -> list[ImageRow]:
+        """Every registered image, by id."""
+        return [
+            ImageRow(*r)
+            for r in self.conn.execute("SELECT id, path, sha256, width, height, state FROM images ORDER BY id")
+        ]
+
+    def image_by_path(self) -> dict[str, ImageRow]:
+        """Registered images keyed by their relative path."""
+        return {r.path: r for r in self.images()}
+
+    def set_image_state(self, image_id: int, state: str, sha256: str | None = None) -> None:
+        """Mark an image ok/missing/changed (and update its hash when given)."""
+        with self.transaction() as c:
+            if sha256 is None:
+                c.execute("UPDATE images SET state = ? WHERE id = ?", (state, image_id))
+            else:
+                c.execute("UPDATE images SET state = ?, sha256 = ? WHERE id = ?", (state, sha256, image_id))
