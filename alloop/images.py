@@ -122,22 +122,38 @@ def oriented_size(img: Image.Image) -> tuple[int, int]:
     return (img.height, img.width) if orientation in (5, 6, 7, 8) else (img.width, img.height)
 
 
-def open_rgb(path: Path, min_side: int | None = None) -> Image.Image:
+def open_rgb(path: Path, min_side: int | None = None, *, expect: tuple[int, int] | None = None) -> Image.Image:
     """An image as RGB in the orientation a viewer shows (EXIF applied), as labels refer to it.
 
     With ``min_side``, a JPEG decodes at 1/2, 1/4 or 1/8 scale (draft mode) while keeping both
     sides >= ``min_side``: most of the cost saved when embedding or thumbnailing large photos.
-    Raises one of :data:`DECODE_ERRORS`.
+    With ``expect`` = (width, height) from a label, the image must have that size; when only the
+    file's raw (un-rotated) size matches, the raw pixels are returned, so boxes drawn by a tool
+    that ignores EXIF still fit; another size is an ImageError. Raises one of :data:`DECODE_ERRORS`.
     """
     with Image.open(path) as img:
-        if min_side is not None and img.format == "JPEG":
+        if min_side is not None and expect is None and img.format == "JPEG":
             img.draft("RGB", (min_side, min_side))
-        return ImageOps.exif_transpose(img).convert("RGB")
+        image = ImageOps.exif_transpose(img)
+        if expect is not None and image.size != tuple(expect):
+            if img.size != tuple(expect):
+                raise ImageError(
+                    f"{path}: the label says {expect[0]}x{expect[1]} but the image is "
+                    f"{image.size[0]}x{image.size[1]}; re-import the labels for this image"
+                )
+            image = img
+        return image.convert("RGB")
 
 
-def load_rgb(path: Path) -> Image.Image:
+def load_rgb(path: Path, *, expect: tuple[int, int] | None = None) -> Image.Image:
     """:func:`open_rgb` at full size, with a decode failure as a one-line ImageError."""
     try:
-        return open_rgb(path)
+        return open_rgb(path, expect=expect)
     except DECODE_ERRORS as exc:
-        raise ImageError(f"{path}: cannot decode ({exc}); run `alloop doctor` to find changed images") from exc
+        raise ImageError(
+            f"{path}: cannot decode ({_one_line(exc)}); run `alloop doctor` to find changed images"
+        ) from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

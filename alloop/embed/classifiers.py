@@ -9,6 +9,8 @@ Weights are one of:
 - a local file: a classification state dict for the arch (as torchvision publishes them), or an
   alloop ``ssl_backbone.pth`` (``{"arch", "state_dict", ...}``).
 
+Names and files are resolved by :mod:`alloop.weights`, as for the torchvision trainer.
+
 The feature network is the model with its classifier head replaced by identity, so its output is
 the model's own globally average-pooled last feature map (resnet18: 512, mobilenet_v2: 1280,
 mobilenet_v3_small: 576, efficientnet_b0: 1280).
@@ -17,9 +19,7 @@ mobilenet_v3_small: 576, efficientnet_b0: 1280).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 import torchvision
@@ -27,11 +27,21 @@ from torch import nn
 
 from alloop.embed.stream import file_sha256
 from alloop.errors import EmbedError
+from alloop.weights import (
+    EMBEDDER_SETTING,
+    HEAD_ATTRS,
+    cached_weights_file,
+    hub_cache_path,
+    is_weights_file,
+    load_classifier_state,
+    read_state_dict,
+    weights_enum_member,
+)
 
 log = logging.getLogger(__name__)
 
-_HEAD_ATTRS = ("fc", "classifier", "heads", "head")
-_WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
+# The one rule, under the names this module has always offered.
+hub_cache_file = hub_cache_path
 
 
 def classification_archs() -> list[str]:
@@ -48,16 +58,6 @@ def check_arch(arch: str) -> None:
             f"unknown torchvision classification arch '{arch}'; e.g. {', '.join(close)} "
             "(all: torchvision.models.list_models(module=torchvision.models))"
         )
-
-
-def is_weights_file(weights: str) -> bool:
-    """Whether a ``weights`` value names a local file rather than a torchvision weights name."""
-    return (
-        os.sep in weights
-        or "/" in weights
-        or weights.lower().endswith(_WEIGHT_FILE_SUFFIXES)
-        or Path(weights).expanduser().exists()
-    )
 
 
 def weights_identity(arch: str, weights: str | None) -> str:
@@ -102,89 +102,22 @@ def _load_classifier(arch: str, weights: str | None, *, warn_random: bool) -> nn
         _load_file(model, arch, Path(weights).expanduser())
     else:
         enum = _weights_enum(arch, weights)
-        cached = hub_cache_file(enum)
-        if not cached.is_file():
-            raise EmbedError(
-                f"weights {enum} for {arch} are not in the torch hub cache and alloop never downloads: "
-                f"copy {cached.name} (from {enum.url}) to {cached}, or set weights to a local .pth file"
-            )
+        cached_weights_file(enum, option="weights", setting=EMBEDDER_SETTING, error=EmbedError)
         model = torchvision.models.get_model(arch, weights=enum)  # reads the cached file, no download
     return model.eval()
-
-
-def hub_cache_file(enum: torchvision.models.WeightsEnum) -> Path:
-    """Where torch.hub keeps (and torchvision looks for) the file of a torchvision weights entry."""
-    filename = os.path.basename(urlparse(enum.url).path)
-    return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
 def _weights_enum(arch: str, name: str) -> torchvision.models.WeightsEnum:
     check_arch(arch)
     enum_cls = torchvision.models.get_model_weights(arch)
-    member = name
-    if "." in name:
-        cls_name, member = name.rsplit(".", 1)
-        if cls_name != enum_cls.__name__:
-            raise EmbedError(
-                f"weights '{name}' are not for arch '{arch}' (its weights are {enum_cls.__name__}.*); "
-                "set arch to match, or use one of its weights"
-            )
-    try:
-        return enum_cls[member]
-    except KeyError:
-        names = ", ".join(enum_cls.__members__)
-        raise EmbedError(
-            f"unknown weights '{name}' for {arch}; torchvision has {names}, or give a local .pth file"
-        ) from None
+    return weights_enum_member(enum_cls, name, option="weights", model=f"arch '{arch}'", error=EmbedError)
 
 
 def _load_file(model: nn.Module, arch: str, path: Path) -> None:
-    if not path.is_file():
-        raise EmbedError(
-            f"weights file {path} does not exist; "
-            "set weights to an existing .pth file or a torchvision weights name"
-        )
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and torch errors all mean the same to the user
-        raise EmbedError(f"{path}: cannot read weights file ({exc})".replace("\n", " ")) from exc
-    state = obj
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        saved_arch = obj.get("arch")
-        if saved_arch is not None and saved_arch != arch:
-            raise EmbedError(
-                f"{path} holds weights for arch '{saved_arch}', not '{arch}'; set arch = \"{saved_arch}\""
-            )
-        state = obj["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise EmbedError(
-            f"{path} is not a state dict of tensors for {arch}; expected torchvision's classification weights"
-        )
-    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
-        state = {k[len("module."):]: v for k, v in state.items()}
-    head_prefixes = tuple(f"{attr}." for attr in _HEAD_ATTRS if hasattr(model, attr))
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches raise even when not strict
-        # A classifier for another number of classes is fine: embeddings never use the head.
-        body_state = {k: v for k, v in state.items() if not k.startswith(head_prefixes)}
-        try:
-            result = model.load_state_dict(body_state, strict=False)
-        except RuntimeError:
-            first = str(exc).splitlines()[1:2] or [str(exc)]
-            raise EmbedError(f"{path} does not fit arch {arch}: {first[0].strip()}") from exc
-    # Files from older torchvision lack BatchNorm's num_batches_tracked counters: harmless.
-    missing = [
-        k
-        for k in result.missing_keys
-        if not k.startswith(head_prefixes) and not k.endswith("num_batches_tracked")
-    ]
-    unexpected = [k for k in result.unexpected_keys if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise EmbedError(
-            f"{path} does not fit arch {arch}: missing {missing[:3]} unexpected {unexpected[:3]}; "
-            "is it the state dict of another model?"
-        )
+    state, file_arch = read_state_dict(path, what="weights", error=EmbedError)
+    load_classifier_state(
+        model, state, arch=arch, source=str(path), option="weights", file_arch=file_arch, error=EmbedError
+    )
 
 
 class ClassifierFeatures(nn.Module):
@@ -203,7 +136,7 @@ class ClassifierFeatures(nn.Module):
         elif name == "SqueezeNet":  # its classifier is a conv; keep the map before it, pooled
             model.classifier = nn.AdaptiveAvgPool2d(1)
         else:
-            for attr in _HEAD_ATTRS:
+            for attr in HEAD_ATTRS:
                 if isinstance(getattr(model, attr, None), nn.Module):
                     setattr(model, attr, nn.Identity())
                     break

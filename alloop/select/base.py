@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from alloop.device import torch_device
 from alloop.errors import SelectionError
 
 # Rows checked for NaN/inf at a time: bounds the temporary bool array to ~8 MB at D = 128.

@@ -7,12 +7,12 @@ distributions on new images. Everything else (which images, which split, when) i
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from alloop.boxes import Detections, ImageAnnotation
-from alloop.errors import ConfigError
+from alloop.trainers.options import config_from_mapping
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Trainer(Protocol):
     """A detector plugin. Instances are built as ``TrainerClass(config, classes, device)``."""
 
     name: ClassVar[str]
-    Config: ClassVar[type]  # a dataclass; built from alloop.toml's [trainer.<name>] table
+    Config: ClassVar[type]  # a dataclass; built from alloop.toml's [trainer.options] table (alloop.trainers.options)
 
     def train(
         self,
@@ -73,17 +73,4 @@ class Trainer(Protocol):
         ...
 
 
-def config_from_mapping(config_cls: type, values: Mapping[str, Any], *, where: str) -> Any:
-    """Build a config dataclass from a TOML table; unknown keys are an error naming the known ones."""
-    known = {f.name for f in fields(config_cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown option(s) {', '.join(unknown)}; known options are {', '.join(sorted(known))}"
-        )
-    # TOML has no null, so "none" stands for None in alloop.toml and on the command line.
-    values = {k: (None if isinstance(v, str) and v.strip().lower() == "none" else v) for k, v in values.items()}
-    try:
-        return config_cls(**values)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+__all__ = ["Example", "Progress", "TrainResult", "Trainer", "config_from_mapping"]

@@ -113,7 +113,7 @@ def test_weights_name_is_read_from_the_hub_cache(pool, tmp_path, monkeypatch, mo
     ("options", "words"),
     [
         ({"arch": "resnet7"}, "unknown torchvision classification arch 'resnet7'"),
-        ({"arch": "mobilenet_v2", "weights": "IMAGENET9K"}, "unknown weights 'IMAGENET9K' for mobilenet_v2"),
+        ({"arch": "mobilenet_v2", "weights": "IMAGENET9K"}, "'IMAGENET9K' is neither a weights name (IMAGENET1K_V1"),
         ({"arch": "mobilenet_v2", "weights": "ResNet18_Weights.DEFAULT"}, "not for arch 'mobilenet_v2'"),
     ],
 )

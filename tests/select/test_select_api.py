@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from alloop.errors import SelectionError
+from alloop.errors import ConfigError, SelectionError
 from alloop.select import SelectionInputs, SelectionWarning, available_methods, select
 
 
@@ -210,12 +210,12 @@ def test_unknown_option_lists_the_known_ones() -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
 def test_cuda_asked_for_without_cuda_is_a_clear_error() -> None:
-    with pytest.raises(SelectionError, match="no CUDA device is available"):
+    with pytest.raises(ConfigError, match="device 'cuda' asked for but no CUDA device is available"):
         select("coreset", 3, inputs(), device="cuda")
 
 
 def test_unknown_device_is_a_clear_error() -> None:
-    with pytest.raises(SelectionError, match="device 'tpu' is unknown"):
+    with pytest.raises(ConfigError, match="device 'tpu' is unknown; use auto, cpu, cuda or cuda:N"):
         select("coreset", 3, inputs(), device="tpu")
 
 

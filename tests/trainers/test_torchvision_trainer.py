@@ -183,10 +183,12 @@ def test_resolve_device():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto") == expected
     assert resolve_device("CPU") == "cpu"
-    with pytest.raises(ConfigError, match="unknown device 'tpu'; use auto, cpu, cuda or cuda:N"):
+    with pytest.raises(ConfigError, match="device 'tpu' is unknown; use auto, cpu, cuda or cuda:N"):
         resolve_device("tpu")
+    with pytest.raises(ConfigError, match=r"\(--device, or device in alloop.toml \[project\]\)"):
+        TorchvisionTrainer({}, CLASSES, "tpu")
     if not torch.cuda.is_available():
-        with pytest.raises(TrainerError, match="CUDA is not available"):
+        with pytest.raises(ConfigError, match="device 'cuda:0' asked for but no CUDA device is available"):
             resolve_device("cuda:0")
 
 
@@ -238,7 +240,7 @@ def test_local_backbone_file_is_loaded(tmp_path):
 
     wrong = tmp_path / "wrong.pth"
     torch.save({"arch": "resnet18", "state_dict": state}, wrong)
-    with pytest.raises(TrainerError, match="are for 'resnet18'.*backbone is 'mobilenet_v2'"):
+    with pytest.raises(TrainerError, match="backbone_weights .* are for 'resnet18', not 'mobilenet_v2'"):
         build_detector(cfg.model, 3, weights=None, backbone_weights=str(wrong),
                        trainable_backbone_layers=None, load_weights=True)
 
@@ -263,7 +265,7 @@ def test_weights_not_in_hub_cache_say_where_to_put_them(tmp_path):
         trainer.train(train, val, tmp_path / "run", progress=False)
     message = str(err.value)
     assert "not in the torch hub cache" in message and str(expected) in message
-    assert "--weights none" in message and "local .pth" in message
+    assert "-T weights=none" in message and "[trainer.options]" in message and "local .pth" in message
     assert not (tmp_path / "run" / "last.pt").exists()
 
     # Following the advice (the file copied into the cache) makes the same config work, offline.

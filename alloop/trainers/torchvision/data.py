@@ -1,4 +1,4 @@
-"""Images and targets for the torchvision trainer: loading, box checks, and augmentation.
+"""Images and targets for the torchvision trainer: loading (:mod:`alloop.images`), box checks, augmentation.
 
 Every box conversion for training happens here: an :class:`Example`'s boxes (xyxy, absolute
 pixels, class names) become torchvision targets (float32 xyxy, int64 labels 1..C, 0 being
@@ -13,35 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from alloop.errors import TrainerError
+from alloop.images import load_rgb
 from alloop.trainers.base import Example
+from alloop.trainers.torchvision.detect import hflip_boxes
 
 Target = dict[str, torch.Tensor]
-
-
-def open_rgb(path: Path, expect: tuple[int, int] | None = None) -> Image.Image:
-    """An image as RGB, EXIF orientation applied (as labeling tools show it).
-
-    With ``expect`` = (width, height) from the annotation, the image must have that size; when
-    only the file's raw (un-rotated) size matches, the raw pixels are used, so boxes drawn by a
-    tool that ignores EXIF still fit.
-    """
-    try:
-        with Image.open(path) as raw:
-            raw.load()
-            image = ImageOps.exif_transpose(raw)
-            if expect is not None and image.size != tuple(expect):
-                if raw.size != tuple(expect):
-                    raise TrainerError(
-                        f"{path}: the label says {expect[0]}x{expect[1]} but the image is "
-                        f"{image.size[0]}x{image.size[1]}; re-import the labels for this image"
-                    )
-                image = raw
-            return image.convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
-        raise TrainerError(f"{path}: cannot read the image ({exc}); fix or remove the file") from exc
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
@@ -96,7 +75,7 @@ class ExampleImages(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, Target]:
         ex = self.examples[i]
-        image = open_rgb(ex.path, (ex.annotation.width, ex.annotation.height))
+        image = load_rgb(ex.path, expect=(ex.annotation.width, ex.annotation.height))
         return to_tensor(image), self.targets[i]
 
 
@@ -111,7 +90,7 @@ class PathImages(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return to_tensor(open_rgb(self.paths[i], self.sizes[i]))
+        return to_tensor(load_rgb(self.paths[i], expect=self.sizes[i]))
 
 
 def collate(batch: list) -> tuple:
@@ -121,11 +100,7 @@ def collate(batch: list) -> tuple:
 
 def hflip(image: torch.Tensor, target: Target) -> tuple[torch.Tensor, Target]:
     """Mirror an image and its boxes left-right."""
-    width = image.shape[-1]
-    boxes = target["boxes"].clone()
-    boxes[:, 0] = width - target["boxes"][:, 2]
-    boxes[:, 2] = width - target["boxes"][:, 0]
-    return image.flip(-1), {**target, "boxes": boxes}
+    return image.flip(-1), {**target, "boxes": hflip_boxes(target["boxes"], image.shape[-1])}
 
 
 __all__ = [
@@ -135,6 +110,5 @@ __all__ = [
     "collate",
     "example_targets",
     "hflip",
-    "open_rgb",
     "to_tensor",
 ]
