@@ -5,16 +5,21 @@ One module per format; each reader only parses its file into raw records, and
 (names, sizes, classes, boxes, duplicates), raising before anything is returned: an import is all
 of a file or nothing.
 
+Every training-set export loads unchanged in datumaro (the library CVAT imports and exports with)
+under the importer of the same name (``coco``, ``cvat``, ``kitti``, ``voc``, ``yolo``), and every
+datumaro export of those formats imports here (tested with datumaro 1.13 in
+``tests/formats/test_datumaro.py``).
+
 ==============  ======  ===========  ============  =============================================
 format          import  batch export training set  what
 ==============  ======  ===========  ============  =============================================
-coco            yes     yes          yes           COCO instances JSON
+coco            yes     yes          yes           COCO instances JSON (file, or dataset folder)
 labelstudio     yes     yes                        Label Studio JSON export / tasks + config
 cvat            yes     yes                        CVAT "COCO 1.0" (json, zip or export dir)
-cvat_xml        yes                                CVAT "CVAT for images 1.1" XML (xml or zip)
-kitti           yes                  yes           KITTI label dir as NVIDIA TAO reads it
-voc             yes                                Pascal VOC XML dir
-yolo            yes                  yes           Ultralytics YOLO labels dir + data.yaml
+cvat_xml        yes                  yes           CVAT "CVAT for images 1.1" XML (xml, zip or dir)
+kitti           yes                  yes           KITTI (image_2/label_2; TAO's images/labels)
+voc             yes                  yes           Pascal VOC XML (dir or dataset root)
+yolo            yes                  yes           Ultralytics YOLO: data.yaml, images/, labels/
 filelist                yes                        plain list of image paths
 ==============  ======  ===========  ============  =============================================
 """
@@ -43,7 +48,7 @@ _IMPORT = {
     "yolo": "yolo",
 }
 _BATCH = {"coco": "coco", "labelstudio": "labelstudio", "cvat": "cvat", "filelist": "filelist"}
-_TRAINING = {"coco": "coco", "kitti": "kitti", "yolo": "yolo"}
+_TRAINING = {"coco": "coco", "cvat_xml": "cvat_xml", "kitti": "kitti", "voc": "voc", "yolo": "yolo"}
 # Sniffing order: the most specific shapes first (a CVAT zip before a generic COCO file).
 _SNIFF_ORDER = ("cvat_xml", "cvat", "labelstudio", "coco", "voc", "kitti", "yolo")
 
@@ -113,7 +118,7 @@ def read_labels(
     if path.is_file() and path.suffix.lower() == ".zip" and name not in ("cvat", "cvat_xml"):
         raise LabelError(f"{path}: is a zip archive; unzip it and pass the {name} labels inside to --labels")
     index = ImageIndex(images.keys(), image_root)
-    parsed = module.read(path, classes=tuple(classes), index=index, sizes=images)
+    parsed = module.read(path, classes=tuple(classes), index=index, sizes=images, origin=options.voc_origin)
     return build_label_set(
         parsed, index=index, sizes=images, classes=classes, options=options, source=str(path)
     )
@@ -154,14 +159,18 @@ def export_training_set(
     image_root: Path,
     classes: Sequence[str],
     val: Sequence[ImageAnnotation] = (),
+    **options: object,
 ) -> Path:
-    """Write the labeled set (and a validation split) for training in ``format``; returns its main path."""
+    """Write the labeled set (and a validation split) for training in ``format``; returns its main path.
+
+    ``options`` go to the format's writer (``layout="tao"`` for KITTI in TAO's folder names).
+    """
     module = _pick(_TRAINING, format, "training export", "--format")
     _check_names([a.file_name for a in (*annotations, *val)])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return module.write_training_set(
-        annotations, out_dir, image_root=Path(image_root), classes=tuple(classes), val=val
+        annotations, out_dir, image_root=Path(image_root), classes=tuple(classes), val=val, **options
     )
 
 

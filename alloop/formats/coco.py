@@ -13,7 +13,14 @@ Semantics on import:
   (alloop's boxes are axis-aligned);
 - an annotation with only a ``segmentation`` and no ``bbox`` is an error;
 - alloop's own batch file (images, no labels) is refused, so a batch cannot be "imported" by mistake
-  as "every image has no objects".
+  as "every image has no objects";
+- a folder is read as a COCO dataset: ``annotations/instances_<subset>.json`` (datumaro's and CVAT's
+  layout, and alloop's training-set export), else every COCO ``.json`` directly inside it.
+
+Layout written by :func:`write_training_set` (datumaro's ``coco`` import reads it as is)::
+
+    out/annotations/instances_train.json   out/annotations/instances_val.json
+    out/images/train/<file_name>           out/images/val/<file_name>   (hard links)
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from alloop import atomic
 from alloop.boxes import Box, ImageAnnotation, xywh_to_xyxy, xyxy_to_xywh
 from alloop.errors import LabelError
 from alloop.formats.records import (
@@ -34,6 +42,7 @@ from alloop.formats.records import (
     load_json,
     parse_json,
 )
+from alloop.formats.staging import StagedDir, place_image
 
 BATCH_MARK = "alloop batch for labeling (no labels yet)"
 PREANNOTATION_MARK = "alloop batch for labeling: model pre-annotations, not labels"
@@ -43,13 +52,25 @@ _CVAT_KEYS = {"occluded", "rotation", "track_id", "keyframe", "z_order"}
 
 # -- reading ---------------------------------------------------------------------------------------
 
-def sniff(path: Path) -> bool:
-    """A JSON object with ``images`` and ``annotations`` or ``categories`` lists."""
+def _sniff_file(path: Path) -> bool:
     if path.suffix.lower() != ".json" or not path.is_file():
         return False
     with path.open("rb") as f:
-        head = f.read(65536).lstrip()
+        head = f.read(65536).removeprefix(b"\xef\xbb\xbf").lstrip()  # UTF-8 BOM (Windows tools)
     return head.startswith(b"{") and (b'"images"' in head or b'"categories"' in head)
+
+
+def _dataset_files(path: Path) -> list[Path]:
+    """The COCO files of a dataset folder (see the module doc)."""
+    found = sorted((path / "annotations").glob("instances_*.json"))
+    return found or sorted(f for f in path.glob("*.json") if _sniff_file(f))
+
+
+def sniff(path: Path) -> bool:
+    """A JSON object with ``images`` and ``annotations`` or ``categories`` lists, or a folder of them."""
+    if path.is_dir():
+        return bool(_dataset_files(path))
+    return _sniff_file(path)
 
 
 def _id(value: object, what: str, where: str) -> int | str:
@@ -69,8 +90,26 @@ def _list(data: dict, key: str, source: str) -> list:
 
 
 def read(path: Path, **_: object) -> ParsedLabels:
-    """Parse a COCO instances file into raw records (validation happens in build_label_set)."""
+    """Parse a COCO instances file, or a dataset folder, into raw records (validated in build_label_set)."""
+    if path.is_dir():
+        files = _dataset_files(path)
+        if not files:
+            raise LabelError(
+                f"{path}: a folder with no annotations/instances_*.json and no COCO .json inside; "
+                "point --labels at the COCO file or the dataset folder holding annotations/"
+            )
+        return merge([parse(load_json(f), str(f)) for f in files])
     return parse(load_json(path), str(path))
+
+
+def merge(parts: Sequence[ParsedLabels]) -> ParsedLabels:
+    """One ParsedLabels from several files of one dataset (subsets); classes in first-seen order."""
+    merged = ParsedLabels([])
+    for part in parts:
+        merged.images += part.images
+        merged.warnings += part.warnings
+        merged.declared_classes += [c for c in part.declared_classes if c not in merged.declared_classes]
+    return merged
 
 
 def parse_text(text: str, source: str) -> ParsedLabels:
@@ -274,19 +313,18 @@ def document(
 
 
 def write_json(obj: object, path: Path) -> Path:
-    """Write JSON via a temporary file and rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    """Write JSON atomically (NaN refused: COCO tools cannot read it); returns ``path``."""
+    atomic.write_text(path, json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
     return path
 
 
 def write_batch(items: Sequence[BatchItem], out_dir: Path, *, classes: Sequence[str], **_: object) -> Path:
-    """``batch.json`` (images and categories, no annotations) and ``predictions.json``.
+    """``batch.json`` (images and categories, no annotations) and, when the model has boxes, ``predictions.json``.
 
     predictions.json is in COCO's results format (``[{image_id, category_id, bbox, score}]``, ids
     matching batch.json), the model's boxes for this batch, for tools that load pre-annotations.
+    With no boxes (the initial selection) none is written, and a stale one is removed:
+    ``pycocotools.COCO.loadRes`` cannot load an empty results list.
     """
     doc = document([(it.file_name, it.width, it.height, ()) for it in items], classes, description=BATCH_MARK)
     cat_ids = {c: i + 1 for i, c in enumerate(classes)}
@@ -299,7 +337,11 @@ def write_batch(items: Sequence[BatchItem], out_dir: Path, *, classes: Sequence[
                 {"image_id": iid, "category_id": cat_ids[box.label], "bbox": [x, y, w, h],
                  "score": float(box.score) if box.score is not None else 1.0}
             )
-    write_json(results, out_dir / "predictions.json")
+    predictions = out_dir / "predictions.json"
+    if results:
+        write_json(results, predictions)
+    else:
+        predictions.unlink(missing_ok=True)
     return write_json(doc, out_dir / "batch.json")
 
 
@@ -307,15 +349,22 @@ def write_training_set(
     annotations: Sequence[ImageAnnotation],
     out_dir: Path,
     *,
+    image_root: Path,
     classes: Sequence[str],
     val: Sequence[ImageAnnotation] = (),
     **_: object,
 ) -> Path:
-    """``train.json`` (and ``val.json`` when a split is given); file_name relative to the image root."""
-    def rows(anns: Sequence[ImageAnnotation]):
-        return [(a.file_name, a.width, a.height, a.boxes) for a in anns]
-
-    if val:
-        write_json(document(rows(val), classes, description=TRAINING_MARK), out_dir / "val.json")
-    return write_json(document(rows(annotations), classes, description=TRAINING_MARK), out_dir / "train.json")
-
+    """A COCO dataset under ``out_dir`` (see the module doc); returns ``annotations/instances_train.json``."""
+    with StagedDir(out_dir) as tmp:
+        for split, anns in (("train", annotations), ("val", val)):
+            if not anns and split == "val":
+                continue
+            for a in anns:
+                place_image(Path(image_root) / a.file_name, tmp / "images" / split / a.file_name)
+            rows = [(a.file_name, a.width, a.height, a.boxes) for a in anns]
+            doc = document(rows, classes, description=TRAINING_MARK)
+            (tmp / "annotations").mkdir(exist_ok=True)
+            (tmp / "annotations" / f"instances_{split}.json").write_text(
+                json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8"
+            )
+    return Path(out_dir) / "annotations" / "instances_train.json"

@@ -23,6 +23,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from alloop import atomic
 from alloop.errors import LabelError
 from alloop.formats import coco
 from alloop.formats.records import BatchItem, ParsedLabels, read_member, zip_members
@@ -46,15 +47,6 @@ def sniff(path: Path) -> bool:
     return False
 
 
-def _merge(parts: list[ParsedLabels], source: str) -> ParsedLabels:
-    merged = ParsedLabels([])
-    for part in parts:
-        merged.images += part.images
-        merged.warnings += part.warnings
-        merged.declared_classes += [c for c in part.declared_classes if c not in merged.declared_classes]
-    return merged
-
-
 def read(path: Path, **_: object) -> ParsedLabels:
     """Parse a CVAT COCO 1.0 export: zip, unpacked folder, or one instances JSON."""
     source = str(path)
@@ -64,7 +56,7 @@ def read(path: Path, **_: object) -> ParsedLabels:
             raise LabelError(
                 f"{source}: no annotations/instances_*.json inside; export from CVAT as COCO 1.0"
             )
-        return _merge([coco.read(f) for f in files], source)
+        return coco.merge([coco.read(f) for f in files])
     if path.suffix.lower() == ".zip":
         members = _instance_members(path)
         if not members:
@@ -80,7 +72,7 @@ def read(path: Path, **_: object) -> ParsedLabels:
             except UnicodeDecodeError as e:
                 raise LabelError(f"{source}!{name}: not UTF-8 JSON; download the export again") from e
             parts.append(coco.parse_text(text, f"{source}!{name}"))
-        return _merge(parts, source)
+        return coco.merge(parts)
     return coco.read(path)
 
 
@@ -94,7 +86,7 @@ def write_batch(items: Sequence[BatchItem], out_dir: Path, *, classes: Sequence[
         cvat=True,
     )
     coco.write_json([{"name": c, "attributes": []} for c in classes], out_dir / "labels.json")
-    (out_dir / "images.txt").write_text("".join(f"{it.path}\n" for it in items), encoding="utf-8")
+    atomic.write_text(out_dir / "images.txt", "".join(f"{it.path}\n" for it in items))
     steps = [
         "CVAT batch written by alloop.",
         "1. Create a task; Labels -> Raw: paste labels.json.",
@@ -111,5 +103,5 @@ def write_batch(items: Sequence[BatchItem], out_dir: Path, *, classes: Sequence[
         "4. Label, then Actions -> Export task dataset -> COCO 1.0 (or CVAT for images 1.1) and give "
         "the zip to `alloop step --labels <zip>`."
     )
-    (out_dir / "README.txt").write_text("\n".join(steps) + "\n", encoding="utf-8")
+    atomic.write_text(out_dir / "README.txt", "\n".join(steps) + "\n")
     return coco.write_json(doc, out_dir / "instances_default.json")

@@ -14,17 +14,26 @@ Shape::
 every image of the task, so an image with no ``box`` is labeled "no objects". ``occluded="1"`` is
 kept as the ``occluded`` attribute and ``<attribute>`` children under their names. ``rotation``
 other than 0, other shapes (polygon, points, mask, ...), and ``<track>`` elements (a "CVAT for
-video" export) are errors. Accepted as the ``.xml``, or the export zip / folder holding
-``annotations.xml``.
+video" export) are errors. Accepted as the ``.xml``, the export zip / folder holding
+``annotations.xml``, or a folder of ``<subset>.xml`` files (datumaro's ``cvat`` export: ``train.xml``,
+``val.xml``, ``images/``).
+
+Layout written by :func:`write_training_set` (datumaro's ``cvat`` import reads it as is; zip the
+folder to upload it to CVAT as "CVAT 1.1")::
+
+    out/train.xml   out/val.xml   out/images/<file_name>   (hard links)
 """
 
 from __future__ import annotations
 
 import math
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 
-from alloop.boxes import Box
+from alloop.boxes import Box, ImageAnnotation
 from alloop.errors import LabelError
+from alloop.formats.coco import merge
 from alloop.formats.records import (
     ParsedLabels,
     RawImage,
@@ -34,6 +43,7 @@ from alloop.formats.records import (
     read_member,
     zip_members,
 )
+from alloop.formats.staging import StagedDir, place_image, put
 
 _SHAPES = {"polygon", "polyline", "points", "mask", "skeleton", "ellipse", "cuboid"}
 
@@ -43,10 +53,23 @@ def _zip_xml(path: Path) -> str | None:
     return min(names, key=len) if names else None
 
 
+def _is_cvat_xml(path: Path) -> bool:
+    with path.open("rb") as f:
+        head = f.read(4096)
+    return b"<annotations" in head
+
+
+def _subset_files(path: Path) -> list[Path]:
+    """``annotations.xml`` in a folder, else its top-level ``<subset>.xml`` files (datumaro's export)."""
+    if (path / "annotations.xml").is_file():
+        return [path / "annotations.xml"]
+    return sorted(f for f in path.glob("*.xml") if f.is_file() and _is_cvat_xml(f))
+
+
 def sniff(path: Path) -> bool:
-    """An XML file whose root is <annotations>, or a zip/folder with annotations.xml."""
+    """An XML file whose root is <annotations>, or a zip/folder with annotations.xml or <subset>.xml."""
     if path.is_dir():
-        return (path / "annotations.xml").is_file()
+        return bool(_subset_files(path))
     if not path.is_file():
         return False
     suffix = path.suffix.lower()
@@ -56,9 +79,7 @@ def sniff(path: Path) -> bool:
         except LabelError:
             return False
     if suffix == ".xml":
-        with path.open("rb") as f:
-            head = f.read(4096)
-        return b"<annotations" in head
+        return _is_cvat_xml(path)
     return False
 
 
@@ -146,12 +167,13 @@ def read(path: Path, **_: object) -> ParsedLabels:
     """Parse annotations.xml, or the CVAT export zip / folder holding it."""
     source = str(path)
     if path.is_dir():
-        xml = path / "annotations.xml"
-        if not xml.is_file():
+        files = _subset_files(path)
+        if not files:
             raise LabelError(
-                f"{source}: no annotations.xml inside; export from CVAT as 'CVAT for images 1.1'"
+                f"{source}: no annotations.xml (nor <subset>.xml) inside; export from CVAT as "
+                "'CVAT for images 1.1'"
             )
-        return parse(load_xml(xml), str(xml))
+        return merge([parse(load_xml(f), str(f)) for f in files])
     if path.suffix.lower() == ".zip":
         member = _zip_xml(path)
         if member is None:
@@ -164,3 +186,70 @@ def read(path: Path, **_: object) -> ParsedLabels:
             raise LabelError(f"{source}!{member}: file is empty, not XML; re-export it from CVAT")
         return parse(parse_xml(data, f"{source}!{member}"), f"{source}!{member}")
     return parse(load_xml(path), source)
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+def _num(v: float) -> str:
+    return repr(float(v))
+
+
+def _document(anns: Sequence[ImageAnnotation], subset: str, classes: Sequence[str]) -> bytes:
+    root = ET.Element("annotations")
+    ET.SubElement(root, "version").text = "1.1"
+    task = ET.SubElement(ET.SubElement(root, "meta"), "task")
+    ET.SubElement(task, "name").text = subset
+    ET.SubElement(task, "size").text = str(len(anns))
+    ET.SubElement(task, "mode").text = "annotation"
+    used: dict[str, set[str]] = {c: set() for c in classes}
+    for ann in anns:
+        for box in ann.boxes:
+            used[box.label] |= {k for k, _ in box.attributes if k != "occluded"}
+    labels = ET.SubElement(task, "labels")
+    for c in classes:
+        label = ET.SubElement(labels, "label")
+        ET.SubElement(label, "name").text = c
+        attributes = ET.SubElement(label, "attributes")
+        for key in sorted(used[c]):
+            attr = ET.SubElement(attributes, "attribute")
+            ET.SubElement(attr, "name").text = key
+            ET.SubElement(attr, "input_type").text = "text"
+    for i, ann in enumerate(anns):
+        image = ET.SubElement(root, "image", id=str(i), name=ann.file_name, width=str(ann.width),
+                              height=str(ann.height))
+        for box in ann.boxes:
+            attrs = dict(box.attributes)
+            occluded = attrs.pop("occluded", "0") not in ("0", "")
+            elem = ET.SubElement(image, "box", label=box.label, occluded=str(int(occluded)),
+                                 xtl=_num(box.x0), ytl=_num(box.y0), xbr=_num(box.x1), ybr=_num(box.y1),
+                                 z_order="0")
+            for key, value in sorted(attrs.items()):
+                ET.SubElement(elem, "attribute", name=key).text = value
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def write_training_set(
+    annotations: Sequence[ImageAnnotation],
+    out_dir: Path,
+    *,
+    image_root: Path,
+    classes: Sequence[str],
+    val: Sequence[ImageAnnotation] = (),
+    **_: object,
+) -> Path:
+    """CVAT for images 1.1, one XML per split (see the module doc); returns ``train.xml``."""
+    for ann in (*annotations, *val):
+        for box in ann.boxes:
+            if box.label not in classes:
+                raise LabelError(
+                    f"image {ann.file_name!r}: class {box.label!r} is not a project class; add it first"
+                )
+    with StagedDir(out_dir) as tmp:
+        for split, anns in (("train", annotations), ("val", val)):
+            if split == "val" and not anns:
+                continue
+            for ann in anns:
+                place_image(Path(image_root) / ann.file_name, tmp / "images" / ann.file_name)
+            put(tmp / f"{split}.xml", _document(anns, split, classes))
+    return Path(out_dir) / "train.xml"

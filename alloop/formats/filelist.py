@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from alloop import atomic
 from alloop.formats.records import BatchItem
 
 
@@ -19,7 +20,7 @@ def sniff(path: Path) -> bool:
 
 def write_batch(items: Sequence[BatchItem], out_dir: Path, **_: object) -> Path:
     """``images.txt`` (absolute) and ``names.txt`` (relative); returns images.txt."""
-    (out_dir / "names.txt").write_text("".join(f"{it.file_name}\n" for it in items), encoding="utf-8")
+    atomic.write_text(out_dir / "names.txt", "".join(f"{it.file_name}\n" for it in items))
     path = out_dir / "images.txt"
-    path.write_text("".join(f"{Path(it.path).resolve()}\n" for it in items), encoding="utf-8")
+    atomic.write_text(path, "".join(f"{Path(it.path).resolve()}\n" for it in items))
     return path

@@ -8,18 +8,28 @@ extension. One line per object, 15 space-separated fields::
     apple 0.00 0 0.00 10.00 20.00 110.50 220.00 0.00 0.00 0.00 0.00 0.00 0.00 0.00
 
 The box is corners in absolute pixels (0-based, continuous: used as is). TAO's inference output adds a
-16th field, the confidence (read by :func:`read_detections`). An empty label file means "no objects"
-(TAO trains on it as a negative image); an image with no label file is not labeled.
+16th field, the confidence (read by :func:`read_detections`). datumaro (and so CVAT's KITTI export)
+writes a 16th field on ground truth too, always ``1.0``: labels whose 16th field is the same on every
+line are accepted as ground truth (the field is ignored); a 16th field that varies is a score column,
+detector output, and refused. KITTI's "unknown" placeholders for alpha and the 3-D fields (all ``-1``
+as datumaro writes them, all ``0``, or KITTI's DontCare ``-10 -1 -1 -1 -1000 -1000 -1000 -10``) carry
+nothing and are dropped.
+
+An empty label file means "no objects" (TAO trains on it as a negative image); an image with no label
+file is not labeled, except in KITTI's own ``image_2/`` + ``label_2/`` layout, where datumaro writes no
+label file for an image without boxes: there an image in ``image_2/`` with no label file is "no
+objects". ``dataset_meta.json`` (datumaro's class list) declares the classes, boxes or not.
 
 Class names are written lower-case with spaces as ``_`` (TAO lower-cases class names; KITTI splits
 on spaces); ``kitti_class_map.json`` in the export keeps the way back to the project's names, and on
 import without it names are matched to the project's case-insensitively.
 
-Layout written by :func:`write_training_set`::
+Layout written by :func:`write_training_set` (datumaro's and CVAT's ``kitti`` import reads it as is;
+TAO reads any folder pair its spec names; the TAO trainer asks for ``images/`` + ``labels/``)::
 
-    out/train/images/<name>.<ext>  out/train/labels/<name>.txt
-    out/val/images/...             out/val/labels/...          (when a validation split is given)
-    out/classes.txt                out/kitti_class_map.json
+    out/train/image_2/<name>.<ext>  out/train/label_2/<name>.txt
+    out/val/image_2/...             out/val/label_2/...          (when a validation split is given)
+    out/classes.txt   out/kitti_class_map.json   out/dataset_meta.json (datumaro's class list)
 
 Images in sub-folders are flattened (``row_01/a.jpg`` -> ``row_01__a.jpg``; TAO reads flat folders).
 Truncation and occlusion come from the box attributes ``truncated``/``occluded``; non-zero alpha and
@@ -35,23 +45,23 @@ from pathlib import Path, PurePosixPath
 
 from alloop.boxes import Box, ImageAnnotation, check_box
 from alloop.errors import LabelError
-from alloop.formats.names import ImageIndex
+from alloop.formats.names import ImageIndex, flat_names, flat_stem
 from alloop.formats.records import ParsedLabels, RawImage, clean_attributes
-from alloop.formats.staging import StagedDir, place_image
+from alloop.formats.staging import StagedDir, place_image, put
 
 MAP_FILE = "kitti_class_map.json"
+META_FILE = "dataset_meta.json"  # datumaro's class list: {"labels": [...]}
 _SKIP = {"classes.txt", "labels.txt", "readme.txt", "label_colors.txt"}
+# (images folder, labels folder): KITTI's own names, read by datumaro and CVAT; TAO's trainer layout.
+LAYOUTS = {"kitti": ("image_2", "label_2"), "tao": ("images", "labels")}
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+# KITTI's "unknown" placeholders for alpha, dimensions, location, rotation_y.
+_PLACEHOLDERS = {(0.0,) * 8, (-1.0,) * 8, (-10.0, -1.0, -1.0, -1.0, -1000.0, -1000.0, -1000.0, -10.0)}
 
 
 def kitti_name(name: str) -> str:
     """The class name as written in KITTI files for TAO."""
     return "_".join(name.strip().lower().split())
-
-
-def flat_stem(file_name: str) -> str:
-    """``row_01/apple_001.jpg`` -> ``row_01__apple_001`` (the label/image name in TAO's flat folders)."""
-    p = PurePosixPath(file_name)
-    return "__".join((*p.parent.parts, p.stem))
 
 
 def _num(v: float) -> str:
@@ -69,14 +79,23 @@ def _label_dir(path: Path) -> Path:
     return path
 
 
+def _label_dirs(path: Path) -> list[Path]:
+    """The label folders under a dataset root: ``labels``/``label_2``, or ``<subset>/label_2`` ones."""
+    own = _label_dir(path)
+    if own != path:
+        return [own]
+    subsets = sorted(d / name for d in path.iterdir() if d.is_dir() for name in ("label_2", "labels")
+                     if (d / name).is_dir())
+    return subsets or [path]
+
+
 def _label_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
-    root = _label_dir(path)
     # Class lists and notes beside the labels are not label files (only at the top: an image may be
     # called classes.jpg, and its labels then classes.txt inside the label folder).
     return sorted(
-        p for p in root.rglob("*.txt")
+        p for root in _label_dirs(path) for p in root.rglob("*.txt")
         if not p.name.startswith(".") and not (p.parent == path and p.name.lower() in _SKIP)
     )
 
@@ -127,6 +146,25 @@ def _class_map(path: Path) -> dict[str, str]:
     return {}
 
 
+def _meta_classes(path: Path) -> list[str]:
+    """Class names from datumaro's ``dataset_meta.json`` next to or above the label dir."""
+    start = path if path.is_dir() else path.parent
+    for folder in (start, start.parent, start.parent.parent):
+        f = folder / META_FILE
+        if f.is_file():
+            try:
+                data = json.loads(f.read_text(encoding="utf-8-sig"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise LabelError(f"{f}: not a valid datumaro meta file ({e}); delete it or re-export") from e
+            labels = data.get("labels") if isinstance(data, dict) else None
+            if isinstance(data, dict) and isinstance(data.get("label_map"), dict):
+                labels = list(data["label_map"].values())
+            if not isinstance(labels, list) or not all(isinstance(n, str) for n in labels):
+                raise LabelError(f"{f}: needs a 'labels' list of class names; delete it or re-export")
+            return labels
+    return []
+
+
 def _aliases(names: set[str], classes: Sequence[str], mapping: dict[str, str]) -> dict[str, str]:
     by_kitti: dict[str, list[str]] = {}
     for c in classes:
@@ -150,15 +188,11 @@ def _read_lines(f: Path) -> list[str]:
 
 
 def _parse_line(fields: list[str], where: str, *, with_score: bool) -> Box:
-    expected = 16 if with_score else 15
-    if len(fields) != expected:
-        if not with_score and len(fields) == 16:
-            raise LabelError(
-                f"{where}: has 16 fields (a confidence): this is detector output, not labels; "
-                "import the labeled files instead"
-            )
+    """One KITTI line; ground truth (``with_score=False``) may carry a 16th field, kept as the score
+    for :func:`read` to check it is constant."""
+    if len(fields) not in ((16,) if with_score else (15, 16)):
         raise LabelError(
-            f"{where}: has {len(fields)} fields, KITTI needs {expected} "
+            f"{where}: has {len(fields)} fields, KITTI needs {16 if with_score else 15} "
             "(class truncation occlusion alpha x0 y0 x1 y1 h w l x y z rotation_y"
             f"{' confidence' if with_score else ''}); fix that line"
         )
@@ -175,10 +209,28 @@ def _parse_line(fields: list[str], where: str, *, with_score: bool) -> Box:
     if not math.isfinite(truncation) or not 0 <= truncation <= 1:
         raise LabelError(f"{where}: truncation {fields[1]!r} must be between 0 and 1; fix that line")
     extra: dict[str, object] = {"truncated": truncation, "occluded": int(occlusion)}
-    if any(v != 0 for v in (alpha, *rest)):
+    if (alpha, *rest) not in _PLACEHOLDERS:
         extra["kitti_3d"] = " ".join(fields[3:4] + fields[8:15])  # alpha, dimensions, location, rotation_y
-    score = nums[14] if with_score else None
+    score = nums[14] if len(fields) == 16 else None
     return Box(x0, y0, x1, y1, fields[0], score, clean_attributes(extra))
+
+
+def _check_constant_scores(scored: list[tuple[Box, str]]) -> None:
+    """A 16th field on labels is fine when it is the same everywhere (datumaro writes 1.0); else refuse."""
+    if not scored:
+        return
+    first, first_where = scored[0]
+    for box, where in scored:
+        if box.score != first.score:
+            raise LabelError(
+                f"{where}: has a 16th field {box.score:g} where {first_where} has {first.score:g}: a "
+                "confidence column, so this is detector output, not labels; import the labeled files instead"
+            )
+    if len(scored) == 1 and first.score != 1:
+        raise LabelError(
+            f"{first_where}: has 16 fields (a confidence {first.score:g}): this is detector output, not "
+            "labels; import the labeled files instead"
+        )
 
 
 def _is_float(v: str) -> bool:
@@ -189,15 +241,29 @@ def _is_float(v: str) -> bool:
         return False
 
 
+def _unlabeled_images(label_dir: Path, have: set[str]) -> list[str]:
+    """Stems of images in the ``image_2/`` beside a ``label_2/`` that have no label file."""
+    if label_dir.name != "label_2" or not (label_dir.parent / "image_2").is_dir():
+        return []
+    image_dir = label_dir.parent / "image_2"
+    stems = (p.relative_to(image_dir).with_suffix("").as_posix() for p in sorted(image_dir.rglob("*"))
+             if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
+    return [s for s in stems if s not in have]
+
+
 def read(path: Path, *, classes: Sequence[str] = (), **_: object) -> ParsedLabels:
-    """Parse a KITTI label dir (dataset root with labels/, or the label dir itself, or one .txt)."""
+    """Parse a KITTI label dir (dataset root with labels/ or <subset>/label_2/, the label dir, or one .txt)."""
     files = _label_files(path)
-    if not files:
+    dirs = [path.parent] if path.is_file() else _label_dirs(path)
+    empty = {d: _unlabeled_images(d, {f.relative_to(d).with_suffix("").as_posix() for f in files
+                                        if f.is_relative_to(d)}) for d in dirs}
+    if not files and not any(empty.values()):
         raise LabelError(f"{path}: no .txt label files found; point --labels at the KITTI labels folder")
-    root = path if path.is_file() else _label_dir(path)
     parsed = ParsedLabels([])
     names: set[str] = set()
+    scored: list[tuple[Box, str]] = []
     for f in files:
+        root = next(d for d in dirs if f.is_relative_to(d))
         stem = f.stem if path.is_file() else f.relative_to(root).with_suffix("").as_posix()
         raw = RawImage(stem, f"{f}", by_stem=True)
         for lineno, line in enumerate(_read_lines(f), start=1):
@@ -205,10 +271,19 @@ def read(path: Path, *, classes: Sequence[str] = (), **_: object) -> ParsedLabel
                 continue
             where = f"{f}:{lineno}"
             box = _parse_line(line.split(), where, with_score=False)
+            if box.score is not None:
+                scored.append((box, where))
+                box = Box(box.x0, box.y0, box.x1, box.y1, box.label, None, box.attributes)
             names.add(box.label)
             raw.boxes.append((box, where))
         parsed.images.append(raw)
-    parsed.class_aliases = _aliases(names, classes, _class_map(path))
+    _check_constant_scores(scored)
+    for d, stems in empty.items():
+        parsed.images += [RawImage(s, f"{d.parent / 'image_2'}: {s!r} (no label file)", by_stem=True)
+                          for s in stems]
+    meta = _meta_classes(path)
+    parsed.class_aliases = _aliases(names | set(meta), classes, _class_map(path))
+    parsed.declared_classes = [parsed.class_aliases.get(n, n) for n in meta]
     return parsed
 
 
@@ -281,23 +356,18 @@ def _line(box: Box, names: dict[str, str]) -> str:
 
 
 def _write_split(
-    anns: Sequence[ImageAnnotation], split_dir: Path, image_root: Path, names: dict[str, str]
+    anns: Sequence[ImageAnnotation], split_dir: Path, image_root: Path, names: dict[str, str],
+    dirs: tuple[str, str],
 ) -> None:
-    (split_dir / "images").mkdir(parents=True)
-    (split_dir / "labels").mkdir(parents=True)
-    seen: dict[str, str] = {}
+    images, labels = split_dir / dirs[0], split_dir / dirs[1]
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    flat = flat_names(a.file_name for a in anns)
     for ann in anns:
-        stem = flat_stem(ann.file_name)
-        if stem.lower() in seen:
-            raise LabelError(
-                f"images {seen[stem.lower()]!r} and {ann.file_name!r} both become {stem!r} in TAO's flat "
-                "KITTI folders; rename one of them"
-            )
-        seen[stem.lower()] = ann.file_name
+        stem = flat[ann.file_name]
         suffix = PurePosixPath(ann.file_name).suffix
-        place_image(image_root / ann.file_name, split_dir / "images" / (stem + suffix))
-        lines = "".join(f"{_line(b, names)}\n" for b in ann.boxes)
-        (split_dir / "labels" / f"{stem}.txt").write_text(lines, encoding="utf-8")
+        place_image(image_root / ann.file_name, images / (stem + suffix))
+        put(labels / f"{stem}.txt", "".join(f"{_line(b, names)}\n" for b in ann.boxes))
 
 
 def write_training_set(
@@ -307,9 +377,11 @@ def write_training_set(
     image_root: Path,
     classes: Sequence[str],
     val: Sequence[ImageAnnotation] = (),
+    layout: str = "kitti",
     **_: object,
 ) -> Path:
-    """TAO's KITTI layout under ``out_dir`` (see the module doc); returns ``out_dir``."""
+    """KITTI under ``out_dir`` (see the module doc; ``layout="tao"`` names the folders images/labels)."""
+    dirs = LAYOUTS[layout]
     names: dict[str, str] = {}
     for c in classes:
         k = kitti_name(c)
@@ -329,11 +401,10 @@ def write_training_set(
                     f"image {ann.file_name!r}: class {box.label!r} is not a project class; add it first"
                 )
     with StagedDir(out_dir) as tmp:
-        _write_split(annotations, tmp / "train", Path(image_root), names)
+        _write_split(annotations, tmp / "train", Path(image_root), names, dirs)
         if val:
-            _write_split(val, tmp / "val", Path(image_root), names)
-        (tmp / "classes.txt").write_text("".join(f"{names[c]}\n" for c in classes), encoding="utf-8")
-        (tmp / MAP_FILE).write_text(
-            json.dumps({names[c]: c for c in classes}, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
+            _write_split(val, tmp / "val", Path(image_root), names, dirs)
+        put(tmp / "classes.txt", "".join(f"{names[c]}\n" for c in classes))
+        put(tmp / MAP_FILE, json.dumps({names[c]: c for c in classes}, indent=1, ensure_ascii=False) + "\n")
+        put(tmp / META_FILE, json.dumps({"labels": [names[c] for c in classes]}, ensure_ascii=False) + "\n")
     return Path(out_dir)

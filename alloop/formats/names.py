@@ -183,10 +183,36 @@ def resolve_image_name(
     return ImageIndex(images, image_root).resolve(raw, source)
 
 
+def flat_stem(file_name: str) -> str:
+    """``row_01/apple_001.jpg`` -> ``row_01__apple_001``: the name in flat export folders.
+
+    TAO and datumaro's YOLO importer read flat folders; :meth:`ImageIndex.resolve_stem` maps the
+    ``__`` back to the sub-folder on import.
+    """
+    p = PurePosixPath(file_name)
+    return "__".join((*p.parent.parts, p.stem))
+
+
+def flat_names(file_names: Iterable[str]) -> dict[str, str]:
+    """file_name -> flat stem; LabelError when two images flatten to the same name (case-blind)."""
+    out: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for name in file_names:
+        stem = flat_stem(name)
+        if stem.lower() in seen:
+            raise LabelError(
+                f"images {seen[stem.lower()]!r} and {name!r} both become {stem!r} in the export's flat "
+                "folders; rename one of them"
+            )
+        seen[stem.lower()] = name
+        out[name] = stem
+    return out
+
+
 def is_safe_relative(name: str) -> bool:
     """True when ``name`` is a clean relative posix path inside the root (used before writing files)."""
     p = PurePosixPath(name)
     return bool(name) and not p.is_absolute() and ".." not in p.parts and "\\" not in name
 
 
-__all__ = ["ImageIndex", "is_safe_relative", "resolve_image_name"]
+__all__ = ["ImageIndex", "flat_names", "flat_stem", "is_safe_relative", "resolve_image_name"]

@@ -37,6 +37,13 @@ class ImportOptions:
     clip_boxes: bool = False  # clip out-of-image boxes (warn) instead of failing
     add_classes: bool = False  # accept class names not in the project
     allow_duplicates: bool = False  # identical duplicate boxes: error unless set (then dropped, warned)
+    # Pascal VOC pixel origin: None = decide per file from its <source> (the original VOC datasets are
+    # 1-based; datumaro, CVAT, LabelImg and Label Studio write 0-based), else 0 or 1 for every file.
+    voc_origin: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.voc_origin not in (None, 0, 1):
+            raise LabelError(f"--voc-origin {self.voc_origin!r}: must be 0 or 1 (or left out to decide per file)")
 
 
 @dataclass
@@ -73,6 +80,42 @@ def _size_mismatch(raw: RawImage, name: str, width: int, height: int) -> LabelEr
         f"{raw.where}: image {name!r} is {raw.width}x{raw.height} in the label file but "
         f"{width}x{height} in the project; {hint}"
     )
+
+
+EDGE_SLACK = 0.5  # px; boxes.check_box accepts this much outside the image without --clip-boxes
+
+
+def _outside(box: Box, width: int, height: int) -> float:
+    """How far (px) the box sticks out of the image, on its worst side."""
+    return max(-box.x0, -box.y0, box.x1 - width, box.y1 - height, 0.0)
+
+
+class _Tally:
+    """Per-box events (clipped, dropped, duplicate) summarised as one warning line each."""
+
+    _TEXT = {
+        "clipped": "box(es) clipped to their image (--clip-boxes); worst",
+        "dropped": "box(es) entirely outside their image dropped (--clip-boxes); first",
+        "duplicate": "duplicate box(es) dropped (--allow-duplicates); first",
+    }
+
+    def __init__(self) -> None:
+        self.count: dict[str, int] = {}
+        self.worst: dict[str, tuple[float, str]] = {}
+
+    def add(self, kind: str, amount: float, where: str) -> None:
+        self.count[kind] = self.count.get(kind, 0) + 1
+        if kind not in self.worst or amount > self.worst[kind][0]:
+            self.worst[kind] = (amount, where)
+
+    def lines(self, source: str) -> list[str]:
+        out = []
+        for kind, text in self._TEXT.items():
+            if kind in self.count:
+                where = self.worst[kind][1]
+                where = where[len(source) + 2 :] if where.startswith(source + ": ") else where
+                out.append(f"{source}: {self.count[kind]} {text}: {where}")
+        return out
 
 
 def _dup_key(box: Box) -> tuple:
@@ -117,6 +160,7 @@ def build_label_set(
 
     seen: dict[str, str] = {}
     out: list[ImageAnnotation] = []
+    tally = _Tally()
     for raw in parsed.images:
         if raw.resolved is not None:
             name = raw.resolved
@@ -143,12 +187,13 @@ def build_label_set(
                 raise LabelError(f"{where}: score {box.score} is not finite; fix or delete that annotation")
             checked = check_box(box, width, height, where=where, clip=options.clip_boxes)
             if checked is None:
-                warnings.append(f"{where}: box lies entirely outside the {width}x{height} image, dropped")
+                tally.add("dropped", 0.0, f"{where}, outside the {width}x{height} image")
                 continue
             if checked is not box:
-                warnings.append(
-                    f"{where}: box {(box.x0, box.y0, box.x1, box.y1)} clipped to the {width}x{height} image"
-                )
+                # Up to half a pixel outside is the tools' rounding at the border: snapped silently.
+                off = _outside(box, width, height)
+                if off > EDGE_SLACK:
+                    tally.add("clipped", off, f"{where}, {off:.3g} px outside the {width}x{height} image")
             key = _dup_key(checked)
             if key in keys:
                 if not options.allow_duplicates:
@@ -156,11 +201,12 @@ def build_label_set(
                         f"{where}: duplicate of an earlier {checked.label!r} box in {name!r}; "
                         "delete one or pass --allow-duplicates to drop duplicates"
                     )
-                warnings.append(f"{where}: duplicate {checked.label!r} box dropped")
+                tally.add("duplicate", 0.0, where)
                 continue
             keys.add(key)
             boxes.append(checked)
         out.append(ImageAnnotation(name, width, height, tuple(boxes)))
+    warnings += tally.lines(source)
     return LabelSet(tuple(known), tuple(out), source), warnings
 
 
@@ -168,7 +214,14 @@ def finite_number(value: object, what: str, where: str) -> float:
     """A JSON/XML number as float; LabelError naming the field when it is not a number."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise LabelError(f"{where}: {what} must be a number, got {value!r}; fix that record")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        # JSON integers have no size limit; one past float's range is a corrupt file, not a box.
+        digits = len(str(abs(value)))
+        raise LabelError(
+            f"{where}: {what} is a {digits}-digit integer, too large for a pixel coordinate; fix that record"
+        ) from None
 
 
 
@@ -208,16 +261,23 @@ def parse_json(text: str, source: str) -> object:
 
 
 def parse_xml(data: bytes, source: str):
-    """Parse XML bytes; LabelError with line and column when malformed. Entity declarations refused."""
+    """Parse XML bytes with defusedxml; LabelError with line and column when malformed.
+
+    Entity and DTD declarations, external references and entity expansion are refused by the parser
+    itself (in any encoding, UTF-16 included), whatever the expat version underneath.
+    """
     import xml.etree.ElementTree as ET
 
-    head = data[:4096].upper()
-    if b"<!ENTITY" in head or b"<!ENTITY" in data.upper():
-        raise LabelError(
-            f"{source}: XML declares entities, which label tools never write; re-export the file"
-        )
+    import defusedxml
+    from defusedxml.ElementTree import fromstring
+
     try:
-        return ET.fromstring(data)
+        return fromstring(data, forbid_dtd=True)
+    except defusedxml.DefusedXmlException as e:
+        raise LabelError(
+            f"{source}: XML declares a DTD or entities ({type(e).__name__}), which label tools never "
+            "write; re-export the file"
+        ) from e
     except ET.ParseError as e:
         line, col = e.position
         raise LabelError(

@@ -41,6 +41,12 @@ class StagedDir:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def put(path: Path, data: str | bytes) -> None:
+    """Write one file inside a staged tree (UTF-8 for text); the swap, not each file, is the atomic step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+
+
 def place_image(src: Path, dst: Path) -> None:
     """Hard-link ``src`` at ``dst`` (no copy, works inside containers), else copy it."""
     if not src.is_file():
@@ -52,4 +58,4 @@ def place_image(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-__all__ = ["StagedDir", "place_image"]
+__all__ = ["StagedDir", "place_image", "put"]

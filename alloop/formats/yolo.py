@@ -5,12 +5,15 @@ by the image's width and height (0..1); an empty file means "no objects" (a back
 a missing file means "not labeled". Class names come from ``data.yaml`` (``names:`` as a list or an
 ``id: name`` map), or ``classes.txt`` / ``obj.names`` (one name a line; CVAT's YOLO 1.1 export).
 
-Layout written by :func:`write_training_set` (Ultralytics finds each label by replacing
-``/images/`` with ``/labels/`` in the image path, so sub-folders are kept)::
+Layout written by :func:`write_training_set`: Ultralytics' own (it finds each label by replacing
+``/images/`` with ``/labels/`` in the image path), which datumaro's ``yolo`` import also reads as is.
+datumaro matches images and labels by base name only, so sub-folders are flattened
+(``row_01/a.jpg`` -> ``row_01__a.jpg``; the import maps ``__`` back). Numbers are written in fixed
+point (datumaro refuses ``1e-05``)::
 
-    out/images/train/<file_name>   out/labels/train/<stem>.txt
+    out/images/train/<flat name>   out/labels/train/<flat stem>.txt
     out/images/val/...             out/labels/val/...
-    out/data.yaml                  (path, train, val, names)
+    out/data.yaml                  (path, train, val, nc, names)
 
 ``data.yaml`` is written by hand (a few lines), and read by a small parser that understands the
 ``names`` shapes Ultralytics writes; PyYAML is not needed.
@@ -27,7 +30,8 @@ from pathlib import Path, PurePosixPath
 from alloop.boxes import Box, ImageAnnotation, cxcywh_norm_to_xyxy, xyxy_to_cxcywh_norm
 from alloop.errors import LabelError
 from alloop.formats.records import ParsedLabels, RawImage
-from alloop.formats.staging import StagedDir, place_image
+from alloop.formats.names import flat_names
+from alloop.formats.staging import StagedDir, place_image, put
 
 _NAME_FILES = ("classes.txt", "obj.names")
 _YAMLS = ("data.yaml", "dataset.yaml", "data.yml")
@@ -251,28 +255,26 @@ def _yaml_str(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+def _coord(v: float) -> str:
+    """A normalised coordinate in fixed point, never ``1e-05`` (10 decimals: 1e-6 px on a 10k image)."""
+    text = f"{v:.10f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
 def _write_split(
     anns: Sequence[ImageAnnotation], out: Path, split: str, image_root: Path, ids: dict[str, int]
 ) -> None:
     (out / "images" / split).mkdir(parents=True, exist_ok=True)
     (out / "labels" / split).mkdir(parents=True, exist_ok=True)
-    seen: dict[str, str] = {}
+    flat = flat_names(a.file_name for a in anns)
     for ann in anns:
-        stem = str(PurePosixPath(ann.file_name).with_suffix(""))
-        if stem in seen:
-            raise LabelError(
-                f"images {seen[stem]!r} and {ann.file_name!r} need the same YOLO label file "
-                f"{stem}.txt; rename one"
-            )
-        seen[stem] = ann.file_name
-        place_image(image_root / ann.file_name, out / "images" / split / ann.file_name)
+        stem = flat[ann.file_name]
+        place_image(image_root / ann.file_name, out / "images" / split / (stem + PurePosixPath(ann.file_name).suffix))
         lines = []
         for b in ann.boxes:
             cx, cy, w, h = xyxy_to_cxcywh_norm(b.x0, b.y0, b.x1, b.y1, ann.width, ann.height)
-            lines.append(f"{ids[b.label]} {cx:.10g} {cy:.10g} {w:.10g} {h:.10g}\n")
-        label = out / "labels" / split / f"{stem}.txt"
-        label.parent.mkdir(parents=True, exist_ok=True)
-        label.write_text("".join(lines), encoding="utf-8")
+            lines.append(f"{ids[b.label]} {_coord(cx)} {_coord(cy)} {_coord(w)} {_coord(h)}\n")
+        put(out / "labels" / split / f"{stem}.txt", "".join(lines))
 
 
 def write_training_set(
@@ -299,13 +301,13 @@ def write_training_set(
             _write_split(val, tmp, "val", Path(image_root), ids)
         names = "".join(f"  {i}: {_yaml_str(c)}\n" for i, c in enumerate(classes))
         val_line = "val: images/val\n" if val else "val: images/train  # no validation split was given\n"
-        (tmp / "data.yaml").write_text(
+        put(
+            tmp / "data.yaml",
             "# Ultralytics YOLO dataset written by alloop\n"
             f"path: {json.dumps(str(out_dir.resolve()), ensure_ascii=False)}\n"
             "train: images/train\n"
             f"{val_line}"
             f"nc: {len(classes)}\n"
             f"names:\n{names}",
-            encoding="utf-8",
         )
     return out_dir / "data.yaml"

@@ -41,7 +41,9 @@ def _doc(annotations=None, images=None, categories=None) -> dict:
 
 def test_round_trip(tmp_path, images, image_root, labeled) -> None:
     path = export_training_set("coco", labeled, tmp_path / "out", image_root=image_root, classes=CLASSES)
-    assert path.name == "train.json"
+    assert path == tmp_path / "out" / "annotations" / "instances_train.json"  # datumaro's COCO layout
+    assert (tmp_path / "out/images/train/row_01/apple_001.jpg").read_bytes() == \
+        (image_root / "row_01/apple_001.jpg").read_bytes()
     got, warnings = _read(path, images)
     assert warnings == []
     assert got.classes == CLASSES
@@ -50,7 +52,7 @@ def test_round_trip(tmp_path, images, image_root, labeled) -> None:
 
 def test_round_trip_with_val_split(tmp_path, images, image_root, labeled) -> None:
     export_training_set("coco", labeled[:1], tmp_path / "out", image_root=image_root, classes=CLASSES, val=labeled[1:])
-    got, _ = _read(tmp_path / "out" / "val.json", images)
+    got, _ = _read(tmp_path / "out" / "annotations" / "instances_val.json", images)
     assert_same(got.images, labeled[1:])
 
 
@@ -123,7 +125,8 @@ def test_allow_duplicates_drops_them(tmp_path, images) -> None:
     ])
     got, warnings = _read(_write(tmp_path, doc), images, options=ImportOptions(allow_duplicates=True))
     assert len(got.images[0].boxes) == 1
-    assert "annotation id 2: duplicate 'apple' box dropped" in warnings[0]
+    assert warnings == [f"{tmp_path / 'labels.json'}: 1 duplicate box(es) dropped (--allow-duplicates); "
+                        "first: image 'row_01/apple_001.jpg' annotation id 2"]
 
 
 # -- bad input: one test each, asserting the message --------------------------------------------

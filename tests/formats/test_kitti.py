@@ -19,12 +19,25 @@ def _read(path: Path, images, classes=CLASSES, **kw):
     return read_labels(path, format=kw.pop("format", None), images=images, classes=classes, **kw)
 
 
-def test_tao_layout(tmp_path, image_root, labeled) -> None:
+def test_kitti_layout(tmp_path, image_root, labeled) -> None:
     out = export_training_set("kitti", labeled[:2], tmp_path / "kitti", image_root=image_root, classes=CLASSES,
                               val=labeled[2:])
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert files == [
-        "classes.txt", "kitti_class_map.json",
+        "classes.txt", "dataset_meta.json", "kitti_class_map.json",
+        "train/image_2/row_01__apple_001.jpg", "train/image_2/row_01__apple_002.jpg",
+        "train/label_2/row_01__apple_001.txt", "train/label_2/row_01__apple_002.txt",
+        "val/image_2/apple_004.png", "val/label_2/apple_004.txt",
+    ]
+    assert json.loads((out / "dataset_meta.json").read_text()) == {"labels": list(CLASSES)}
+
+
+def test_tao_layout(tmp_path, image_root, labeled) -> None:
+    out = export_training_set("kitti", labeled[:2], tmp_path / "kitti", image_root=image_root, classes=CLASSES,
+                              val=labeled[2:], layout="tao")
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == [
+        "classes.txt", "dataset_meta.json", "kitti_class_map.json",
         "train/images/row_01__apple_001.jpg", "train/images/row_01__apple_002.jpg",
         "train/labels/row_01__apple_001.txt", "train/labels/row_01__apple_002.txt",
         "val/images/apple_004.png", "val/labels/apple_004.txt",
@@ -56,10 +69,10 @@ def test_class_names_are_lower_case_and_mapped_back(tmp_path, image_root) -> Non
     classes = ("Green Apple", "leaf")
     anns = [ImageAnnotation("apple_004.png", 320, 240, (Box(1, 2, 3, 4, "Green Apple"),))]
     out = export_training_set("kitti", anns, tmp_path / "k", image_root=image_root, classes=classes)
-    assert (out / "train/labels/apple_004.txt").read_text().startswith("green_apple 0.00 0 ")
+    assert (out / "train/label_2/apple_004.txt").read_text().startswith("green_apple 0.00 0 ")
     assert (out / "classes.txt").read_text() == "green_apple\nleaf\n"
     assert json.loads((out / "kitti_class_map.json").read_text()) == {"green_apple": "Green Apple", "leaf": "leaf"}
-    got, _ = _read(out / "train" / "labels", {"apple_004.png": (320, 240)}, classes=classes)
+    got, _ = _read(out / "train" / "label_2", {"apple_004.png": (320, 240)}, classes=classes)
     assert got.images[0].boxes[0].label == "Green Apple"
 
 
@@ -71,7 +84,7 @@ def test_class_names_clashing_in_lower_case(tmp_path, image_root) -> None:
 def test_flattened_names_clash(tmp_path, image_root) -> None:
     (image_root / "row_01__apple_001.jpg").write_bytes(b"x")
     anns = [ImageAnnotation("row_01/apple_001.jpg", 640, 480), ImageAnnotation("row_01__apple_001.jpg", 640, 480)]
-    with pytest.raises(LabelError, match=r"both become 'row_01__apple_001' in TAO's flat KITTI folders"):
+    with pytest.raises(LabelError, match=r"both become 'row_01__apple_001' in the export's flat folders"):
         export_training_set("kitti", anns, tmp_path / "k", image_root=image_root, classes=CLASSES)
 
 
@@ -87,7 +100,7 @@ def test_missing_image_leaves_old_export_untouched(tmp_path, image_root, labeled
 def test_reexport_replaces_stale_labels(tmp_path, image_root, labeled) -> None:
     out = export_training_set("kitti", labeled, tmp_path / "k", image_root=image_root, classes=CLASSES)
     export_training_set("kitti", labeled[:1], out, image_root=image_root, classes=CLASSES)
-    assert sorted(os.listdir(out / "train" / "labels")) == ["row_01__apple_001.txt"]
+    assert sorted(os.listdir(out / "train" / "label_2")) == ["row_01__apple_001.txt"]
 
 
 def test_real_shaped_labels(images) -> None:
@@ -109,7 +122,7 @@ def test_real_shaped_labels(images) -> None:
 def test_3d_fields_survive(tmp_path, images, image_root) -> None:
     got, _ = _read(DATA / "kitti", images)
     out = export_training_set("kitti", list(got.images), tmp_path / "k", image_root=image_root, classes=CLASSES)
-    line = (out / "train/labels/row_01__apple_002.txt").read_text().splitlines()[2]
+    line = (out / "train/label_2/row_01__apple_002.txt").read_text().splitlines()[2]
     assert line == "apple 0.00 2 -1.58 587.01 173.33 614.12 200.12 1.65 1.67 3.64 -0.65 1.71 46.70 -1.59"
 
 
@@ -167,7 +180,37 @@ def test_wrong_field_count(tmp_path, images) -> None:
 
 
 def test_confidence_in_labels(tmp_path, images) -> None:
-    _fails(tmp_path, images, {"apple_004.txt": LINE + " 0.9\n"}, r"has 16 fields \(a confidence\): this is detector output")
+    _fails(tmp_path, images, {"apple_004.txt": LINE + " 0.9\n"},
+           r"apple_004\.txt:1: has 16 fields \(a confidence 0\.9\): this is detector output")
+
+
+def test_score_column_in_labels_is_refused(tmp_path, images) -> None:
+    # Issue 16: a 16th field that varies is a score column (detector output), whatever else is in the file.
+    _fails(tmp_path, images, {"apple_004.txt": f"{LINE} 1.0\n", "row_01__apple_001.txt": f"{LINE} 0.42\n"},
+           r"row_01__apple_001\.txt:1: has a 16th field 0\.42 where .*apple_004\.txt:1 has 1: a confidence "
+           r"column, so this is detector output")
+
+
+DATUMARO_LINE = "apple 0.0 0 -1 1.0 2.0 30.0 40.0 -1 -1 -1 -1 -1 -1 -1 1.0"  # as datumaro writes ground truth
+
+
+def test_constant_16th_field_on_ground_truth_is_accepted(tmp_path, images) -> None:
+    # Issue 16, item 1: datumaro (so CVAT's KITTI export) writes 1.0 as a 16th field on every label line,
+    # and -1 placeholders for alpha and the 3-D fields, which must not become a kitti_3d attribute.
+    labels = tmp_path / "label_2"
+    labels.mkdir()
+    (labels / "apple_004.txt").write_text(f"{DATUMARO_LINE}\n{DATUMARO_LINE.replace('1.0 2.0', '5.0 6.0')}\n")
+    got, warnings = _read(tmp_path, images, format="kitti")
+    assert got.images[0].boxes == (Box(1, 2, 30, 40, "apple"), Box(5, 6, 30, 40, "apple"))
+    assert warnings == []
+
+
+def test_kitti_dontcare_placeholders_are_dropped(tmp_path, images) -> None:
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "apple_004.txt").write_text("apple 0.00 0 -10 1 2 30 40 -1 -1 -1 -1000 -1000 -1000 -10\n")
+    got, _ = _read(tmp_path, images, format="kitti")
+    assert got.images[0].boxes == (Box(1, 2, 30, 40, "apple"),)
 
 
 def test_not_a_number(tmp_path, images) -> None:

@@ -24,7 +24,7 @@ from .conftest import CLASSES, DATA
 def test_lists() -> None:
     assert import_formats() == ["coco", "labelstudio", "cvat", "cvat_xml", "kitti", "voc", "yolo"]
     assert export_formats() == ["coco", "labelstudio", "cvat", "filelist"]
-    assert train_export_formats() == ["coco", "kitti", "yolo"]
+    assert train_export_formats() == ["coco", "cvat_xml", "kitti", "voc", "yolo"]
 
 
 @pytest.mark.parametrize("rel, fmt", [
@@ -66,8 +66,8 @@ def test_unknown_format(tmp_path) -> None:
         read_labels(tmp_path / "a.json", format="pascal", images={}, classes=CLASSES)
     with pytest.raises(LabelError, match=r"unknown export format 'kitti'; --format takes one of: coco, labelstudio"):
         export_batch("kitti", [], tmp_path, classes=CLASSES)
-    with pytest.raises(LabelError, match=r"unknown training export format 'voc'"):
-        export_training_set("voc", [], tmp_path, image_root=tmp_path, classes=CLASSES)
+    with pytest.raises(LabelError, match=r"unknown training export format 'labelstudio'; --format takes one of: coco, cvat_xml"):
+        export_training_set("labelstudio", [], tmp_path, image_root=tmp_path, classes=CLASSES)
 
 
 @pytest.mark.parametrize("bad", ["../x.jpg", "/etc/passwd", "a\\b.jpg"])

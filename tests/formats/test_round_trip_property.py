@@ -51,7 +51,8 @@ def test_training_formats(anns) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "images"
         images = _project(root, anns)
-        for fmt, sub, attrs in (("coco", "train.json", True), ("kitti", "train", True), ("yolo", "", False)):
+        for fmt, sub, attrs in (("coco", "", True), ("kitti", "train", True), ("yolo", "", False), ("voc", "", False),
+                                ("cvat_xml", "", True)):
             out = Path(tmp) / fmt
             export_training_set(fmt, anns, out, image_root=root, classes=CLASSES)
             got, _ = read_labels(out / sub, format=fmt, images=images, classes=CLASSES)

@@ -1,4 +1,4 @@
-"""Pascal VOC XML import (1-based pixel indices)."""
+"""Pascal VOC XML, both ways; the pixel origin from the file's <source>, else --voc-origin (default 0)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from alloop.boxes import Box, ImageAnnotation
 from alloop.errors import LabelError
-from alloop.formats import read_labels, sniff_format
+from alloop.formats import ImportOptions, read_labels, sniff_format
 
 from .conftest import CLASSES, DATA, assert_same
 
@@ -19,7 +19,7 @@ def _read(path: Path, images, **kw):
 
 
 def write_voc(anns: list[ImageAnnotation], out: Path) -> Path:
-    """One VOC file per image, as LabelImg writes them (test helper: alloop only reads VOC)."""
+    """One VOC file per image, as LabelImg writes them (0-based corners, no <source><annotation>)."""
     for a in anns:
         p = Path(a.file_name)
         objects = []
@@ -29,7 +29,7 @@ def write_voc(anns: list[ImageAnnotation], out: Path) -> Path:
                 f"<object><name>{escape(b.label)}</name><pose>Unspecified</pose>"
                 f"<truncated>{attrs.get('truncated', 0)}</truncated><difficult>{attrs.get('difficult', 0)}</difficult>"
                 f"<occluded>{attrs.get('occluded', 0)}</occluded>"
-                f"<bndbox><xmin>{b.x0 + 1!r}</xmin><ymin>{b.y0 + 1!r}</ymin><xmax>{b.x1!r}</xmax><ymax>{b.y1!r}</ymax>"
+                f"<bndbox><xmin>{b.x0!r}</xmin><ymin>{b.y0!r}</ymin><xmax>{b.x1!r}</xmax><ymax>{b.y1!r}</ymax>"
                 "</bndbox></object>"
             )
         f = out / p.with_suffix(".xml")
@@ -50,14 +50,52 @@ def test_round_trip(tmp_path, images, labeled) -> None:
 
 
 def test_real_shaped_labelimg(images) -> None:
+    # LabelImg names no origin (<database>Unknown</database> only): read 0-based, the default.
     got, _ = _read(DATA / "voc" / "Annotations", images)
+    by = {a.file_name: a.boxes for a in got.images}
+    assert by["row_01/apple_001.jpg"] == (
+        Box(65, 61, 224, 137, "apple"),
+        Box(1, 1, 640, 480, "leaf", attributes=(("difficult", "1"), ("truncated", "1"))),
+    )
+    assert by["row_02/apple_003.jpg"] == ()  # no <object>: no objects
+
+
+def test_explicit_origin_1(images) -> None:
+    got, _ = _read(DATA / "voc" / "Annotations", images, options=ImportOptions(voc_origin=1))
     by = {a.file_name: a.boxes for a in got.images}
     assert by["row_01/apple_001.jpg"] == (
         Box(64, 60, 224, 137, "apple"),
         # xmin=1..xmax=W is the whole image: 0..W in continuous coordinates.
         Box(0, 0, 640, 480, "leaf", attributes=(("difficult", "1"), ("truncated", "1"))),
     )
-    assert by["row_02/apple_003.jpg"] == ()  # no <object>: no objects
+
+
+def test_original_pascal_voc_file_is_1_based(tmp_path, images) -> None:
+    # Issue 16, item 2: the original VOC2007/2012 files say so in <source>; they are 1-based.
+    (tmp_path / "a.xml").write_text(
+        "<annotation><folder>VOC2007</folder><filename>apple_004.png</filename><source>"
+        "<database>The VOC2007 Database</database><annotation>PASCAL VOC2007</annotation><image>flickr</image>"
+        "</source><size><width>320</width><height>240</height></size>" + _obj("11", "21", "110", "220")
+        + "</annotation>")
+    got, _ = _read(tmp_path / "a.xml", images)
+    assert got.images[0].boxes == (Box(10, 20, 110, 220, "apple"),)
+    got, _ = _read(tmp_path / "a.xml", images, options=ImportOptions(voc_origin=0))  # explicit wins
+    assert got.images[0].boxes == (Box(11, 21, 110, 220, "apple"),)
+
+
+def test_datumaro_shaped_file_is_0_based(tmp_path, images) -> None:
+    # Issue 16, item 2: datumaro (so CVAT's "PASCAL VOC 1.1") writes 0-based corners: no 1 px shift.
+    (tmp_path / "a.xml").write_text(
+        "<annotation><folder></folder><filename>apple_004.png</filename><source><database>Unknown</database>"
+        "<annotation>Unknown</annotation><image>Unknown</image></source><size><width>320</width>"
+        "<height>240</height><depth>3</depth></size>" + _obj("1.5", "2.25", "12.0", "10.25") + "</annotation>")
+    got, _ = _read(tmp_path / "a.xml", images)
+    assert got.images[0].boxes == (Box(1.5, 2.25, 12.0, 10.25, "apple"),)
+
+
+def test_bad_origin_option() -> None:
+    with pytest.raises(LabelError, match=r"--voc-origin 2: must be 0 or 1"):
+        ImportOptions(voc_origin=2)
 
 
 def test_single_file(images) -> None:
@@ -70,7 +108,7 @@ def test_zero_minimum_is_the_border(tmp_path, images) -> None:
         "<annotation><filename>apple_004.png</filename><size><width>320</width><height>240</height></size>"
         "<object><name>apple</name><bndbox><xmin>0</xmin><ymin>0</ymin><xmax>10</xmax><ymax>10</ymax></bndbox>"
         "</object></annotation>")
-    got, _ = _read(tmp_path / "a.xml", images)
+    got, _ = _read(tmp_path / "a.xml", images, options=ImportOptions(voc_origin=1))
     assert got.images[0].boxes == (Box(0, 0, 10, 10, "apple"),)
 
 
@@ -123,7 +161,13 @@ def test_negative_size(tmp_path, images) -> None:
 
 
 def test_nan(tmp_path, images) -> None:
-    _fails(tmp_path, images, _ann(_obj(xmax="nan")), r"non-finite coordinate")
+    _fails(tmp_path, images, _ann(_obj(xmax="nan")), r"object 1 \('apple'\): <xmax> is 'nan', not a finite number")
+
+
+def test_huge_size_is_an_error_not_a_traceback(tmp_path, images) -> None:
+    # Issue 19, item 6: <width>1e999</width> raised OverflowError.
+    _fails(tmp_path, images, _ann(_obj(), size=("1e999", 240)), r"<size><width> is '1e999', not an image size in pixels")
+    _fails(tmp_path, images, _ann(_obj(), size=("9" * 400, 240)), r"<size><width> is '9{400}', not an image size")
 
 
 def test_outside(tmp_path, images) -> None:

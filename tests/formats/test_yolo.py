@@ -24,13 +24,14 @@ def test_layout(tmp_path, image_root, labeled) -> None:
     out = tmp_path / "y"
     assert path == out / "data.yaml"
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    # Ultralytics' layout; sub-folders flattened (datumaro's yolo import matches labels by base name only).
     assert files == [
         "data.yaml",
-        "images/train/row_01/apple_001.jpg", "images/train/row_01/apple_002.jpg", "images/val/apple_004.png",
-        "labels/train/row_01/apple_001.txt", "labels/train/row_01/apple_002.txt", "labels/val/apple_004.txt",
+        "images/train/row_01__apple_001.jpg", "images/train/row_01__apple_002.jpg", "images/val/apple_004.png",
+        "labels/train/row_01__apple_001.txt", "labels/train/row_01__apple_002.txt", "labels/val/apple_004.txt",
     ]
-    assert (out / "labels/train/row_01/apple_001.txt").read_text().splitlines()[0] == "0 0.225 0.205 0.25 0.16"
-    assert (out / "labels/train/row_01/apple_002.txt").read_text() == ""
+    assert (out / "labels/train/row_01__apple_001.txt").read_text().splitlines()[0] == "0 0.225 0.205 0.25 0.16"
+    assert (out / "labels/train/row_01__apple_002.txt").read_text() == ""
     text = path.read_text()
     assert "train: images/train\nval: images/val\nnc: 2\nnames:\n  0: apple\n  1: leaf\n" in text
     assert f'path: "{out.resolve()}"' in text
