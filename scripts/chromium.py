@@ -1,11 +1,14 @@
-"""Headless Chromium for the report: find it, drive it over the DevTools pipe, take screenshots.
+"""Dev tool: headless Chromium for the report: find it, drive it over the DevTools pipe, take screenshots.
 
 The DevTools protocol runs over ``--remote-debugging-pipe`` (JSON messages ending in a NUL byte;
 Chromium reads file descriptor 3 and writes 4), so no driver package is needed. The browser test
-uses :class:`DevTools` to load a report and read its console; the docs' screenshots come from
+(tests/report/test_browser.py) uses :class:`DevTools` to load a report and read its console; the
+docs' screenshots come from
 
-    python -m alloop.report.chromium artifacts/reports/iteration-3/index.html docs/report-summary.png --height 1250
-    python -m alloop.report.chromium artifacts/reports/iteration-3/index.html docs/report-batch.png --section batch
+    python scripts/chromium.py artifacts/reports/iteration-3/index.html docs/report-summary.png --height 1250
+    python scripts/chromium.py artifacts/reports/iteration-3/index.html docs/report-batch.png --section batch
+
+It is not part of the installed package: alloop itself never starts a browser.
 
 Chromium is optional: :func:`find_chromium` returns None when it is not installed
 (``scripts/install_chromium.sh`` installs Debian's package).

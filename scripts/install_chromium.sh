@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install Debian's Chromium for the report's browser test (tests/report/test_browser.py) and for
-# `python -m alloop.report.chromium`. The test is skipped, with this script named, when it is missing.
+# `python scripts/chromium.py`. The test is skipped, with this script named, when it is missing.
 # Needs root (CI runs it as root; locally: sudo scripts/install_chromium.sh).
 set -euo pipefail
 if command -v chromium >/dev/null 2>&1; then
