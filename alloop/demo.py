@@ -61,12 +61,7 @@ def run_demo(
         echo(f"generating a synthetic orchard of {n_images} images in {data} …")
         generate_orchard(data, n_images, size=size, seed=0, progress=progress)
     oracle = GroundTruthOracle(data / "annotations.json")
-    initialised = False
-    if (project_dir / "alloop.toml").exists():
-        with Project.open(project_dir, lock=False) as p:
-            first = p.store.iteration(0)
-            initialised = first is not None and first.status == "done"
-    if not initialised:
+    if not loop.is_initialised(project_dir):
         echo("alloop init: register, embed (self-supervised on the pool), select the first batch …")
         loop.init(project_dir, data / "images", n=batch, config=demo_config(data / "images", device=device, size=size),
                   progress=progress)

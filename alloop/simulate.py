@@ -111,7 +111,7 @@ def simulate(plan: SimulationPlan, *, progress: bool = True, echo: Callable[[str
     for seed in plan.seeds:
         cfg = base_cfg.with_changes(seed=seed)
         base = out / "runs" / f"seed-{seed}" / "_init"
-        if not _initialised(base):
+        if not loop.is_initialised(base):
             loop.init(base, pool_dir, n=initial, method=plan.init_method, config=cfg, progress=progress)
             if plan.first_batch_excludes:
                 _exclude_from_first_batch(base, pool_slices, plan.first_batch_excludes, seed)
@@ -320,14 +320,6 @@ def _load_test(test_gt: Path, test_dir: Path) -> _TestSet:
             for img in gt["images"]]
     return _TestSet([test_dir / a.file_name for a in anns], anns, [cats[k] for k in sorted(cats)],
                     _scenes(gt["images"]))
-
-
-def _initialised(project_dir: Path) -> bool:
-    if not (project_dir / "alloop.toml").exists():
-        return False
-    with Project.open(project_dir, lock=False) as p:
-        first = p.store.iteration(0)
-        return first is not None and first.status == "done"
 
 
 def _step_once(run: Path, oracle: GroundTruthOracle, rnd: int, plan: SimulationPlan, method: str,

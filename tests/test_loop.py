@@ -60,7 +60,7 @@ def test_init_then_two_steps(tmp_path, orchard, tiny_config, make_labels):
         assert len(s.labeled_ids()) == 11
         picked = [m.image_id for t in s.tags() for m in s.tag_members(t.name)]
         assert len(picked) == len(set(picked)), "an image was selected twice"
-        assert not (set(m.image_id for m in s.tag_members("iteration-2")) & s.labeled_ids())
+        assert not ({m.image_id for m in s.tag_members("iteration-2")} & s.labeled_ids())
         it2 = s.iteration(2)
         assert it2.status == "done" and it2.checkpoint and (proj / it2.checkpoint).exists()
         assert set(s.stages(2)) == set(loop.STEP_STAGES)
@@ -173,7 +173,7 @@ def test_labels_for_none_of_the_batch(tmp_path, orchard, tiny_config, make_label
 
 
 def test_selection_options_reach_only_the_methods_that_know_them():
-    from alloop.loop import _method_options
+    from alloop.loop.batch import method_options as _method_options
     from alloop.project import ProjectConfig
 
     cfg = ProjectConfig(image_root="x", selection_options={"alpha": 0.3, "hot_size": 64})

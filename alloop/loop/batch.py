@@ -1,0 +1,228 @@
+"""The batch for labeling: select it (init's and every step's select stage) and export it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alloop import formats
+from alloop.boxes import Detections, detections_to_boxes
+from alloop.device import resolve_device
+from alloop.errors import ConfigError
+from alloop.loop.embed import pool_embeddings
+from alloop.loop.records import ExportInfo, SelectInfo, StepSelectInfo, tag_name
+from alloop.loop.runner import Record, Turn
+from alloop.predictions import load_predictions
+from alloop.project import Project, ProjectConfig
+from alloop.select import Selection, SelectionInputs, available_methods, select, selectors
+from alloop.select.base import truncate
+from alloop.select.budget import box_costs, prefix_within
+from alloop.store import ImageRow, Store, TagMember
+
+log = logging.getLogger("alloop")
+
+# Pre-annotations below this score would cost annotators more clicks to delete than they save.
+PREANNOTATION_THRESHOLD = 0.3
+# Predicted boxes at or above this score count as predicted objects (coral's class balance, box budgets).
+PREDICTED_CLASS_THRESHOLD = 0.5
+
+
+def check_method(method: str) -> None:
+    """Refuse an unknown selection method, naming the known ones."""
+    if method not in available_methods():
+        raise ConfigError(f"unknown selection method {method!r}; choose one of {', '.join(available_methods())}")
+
+
+def method_options(cfg: ProjectConfig, method: str) -> dict[str, Any]:
+    """The options in alloop.toml's [selection] options that ``method`` knows."""
+    known = selectors()[method].defaults
+    return {k: v for k, v in cfg.selection_options.items() if k in known}
+
+
+# --------------------------------------------------------------------------------------------
+# the stages
+
+
+def select_first_batch(turn: Turn, method: str, n: int, record: Record) -> SelectInfo:
+    """init: pick ``n`` images of the pool with ``method`` (no model yet: no scores)."""
+    store = turn.store
+    rows = turn.usable_rows()
+    selection, _ = select_rows(turn.project, 0, rows, method=method, n=n, blocked=store.labeled_ids(),
+                               progress=turn.progress)
+    info = SelectInfo(selected=len(selection.indices), method=method)
+    with store.transaction():
+        write_selection(store, 0, method, rows, selection)
+        record(info)
+    return info
+
+
+def select_next_batch(turn: Turn, *, method: str, score: str, n: int, budget_boxes: int | None,
+                      checkpoint: Path, record: Record) -> StepSelectInfo:
+    """step: pick the next batch among images neither labeled nor queued, within ``budget_boxes`` if set."""
+    store = turn.store
+    rows = turn.usable_rows()
+    blocked = store.labeled_ids() | store.queued_ids()
+    # Every image costs at least one box: no more than budget_boxes picks can fit, and --n caps them.
+    k = min(n, int(budget_boxes)) if budget_boxes else n
+    selection, key = select_rows(turn.project, turn.iteration, rows, method=method, n=k, score=score,
+                                 blocked=blocked, checkpoint=checkpoint, progress=turn.progress)
+    if budget_boxes:
+        selection = within_box_budget(turn.project, turn.iteration, rows, selection, budget_boxes, n)
+    info = StepSelectInfo(selected=len(selection.indices), method=method, score=score,
+                          options=dict(selection.options), embedder=key)
+    with store.transaction():
+        write_selection(store, turn.iteration, method, rows, selection, score_spec=score)
+        record(info)
+    return info
+
+
+def export_stage(turn: Turn, record: Record) -> ExportInfo:
+    """Write the iteration's batch in every configured format, with the model's boxes after init."""
+    it, project = turn.iteration, turn.project
+    files = export_batch(project, it, predictions=project.predictions_file(it) if it > 0 else None,
+                         model_version=f"iteration-{it}" if it > 0 else None)
+    info = ExportInfo(files=tuple(str(f) for f in files))
+    tag = tag_name(it)
+    with turn.store.transaction():
+        turn.store.set_tag_export_dir(tag, project.relpath(project.export_dir(tag)))
+        record(info)
+    return info
+
+
+# --------------------------------------------------------------------------------------------
+# selection
+
+
+def select_rows(
+    project: Project,
+    iteration: int,
+    rows: Sequence[ImageRow],
+    *,
+    method: str,
+    n: int,
+    blocked: set[int],
+    score: str | None = None,
+    checkpoint: Path | None = None,
+    options: Mapping[str, Any] | None = None,
+    progress: bool,
+) -> tuple[Selection, str | None]:
+    """Select ``n`` of ``rows`` with ``method``; ``blocked`` ids are centers, never picked.
+
+    Gathers only what the method needs (embeddings; the iteration's ``score`` and predicted classes)
+    and returns the selection with the embedder key it used (None without embeddings).
+    """
+    cfg = project.config
+    store = project.store
+    emb, key = None, None
+    if "embeddings" in available_methods()[method]:
+        emb, key, _ = pool_embeddings(project, rows, progress=progress, checkpoint=checkpoint)
+    scores = None
+    if score is not None:
+        by_id = store.scores(iteration, score)
+        scores = np.array([by_id.get(r.id, 0.0) for r in rows], np.float32)
+    predicted = predicted_class_counts(project, iteration, rows, len(store.classes())) if iteration > 0 else None
+    inputs = SelectionInputs(
+        embeddings=emb,
+        labeled=np.array([r.id in blocked for r in rows], bool),
+        scores=scores,
+        predicted_classes=predicted,
+    )
+    opts = {**method_options(cfg, method), **dict(options or {})}
+    return select(method, n, inputs, seed=cfg.seed + iteration, device=resolve_device(cfg.device), **opts), key
+
+
+def within_box_budget(project: Project, iteration: int, rows: Sequence[ImageRow], selection: Selection,
+                      budget: int, cap: int) -> Selection:
+    """The prefix of ``selection`` whose estimated boxes fit ``budget`` (at most ``cap`` images)."""
+    store = project.store
+    predicted = predicted_class_counts(project, iteration, rows, len(store.classes())).sum(axis=1)
+    counts = store.counts()  # two COUNT queries, not every labeled box
+    per_image = counts["boxes"] / counts["labeled"] if counts["labeled"] else None
+    costs, r = box_costs(predicted, per_image)
+    m = min(cap, prefix_within(costs, selection.indices, budget))
+    estimate = float(costs[selection.indices[:m]].sum())
+    log.info("box budget %d: %d images, about %.0f boxes to label (model counts x %.2f)", budget, m, estimate, r)
+    return truncate(selection, m, budget_boxes=int(budget), estimated_boxes=round(estimate, 1),
+                    box_correction=round(r, 3))
+
+
+def write_selection(
+    store: Store, iteration: int, method: str, rows: Sequence[ImageRow], selection: Selection,
+    *, score_spec: str | None = None,
+) -> None:
+    """Store ``selection`` as the iteration's tag, replacing an earlier one (call inside a transaction)."""
+    members = [
+        (rows[int(i)].id, float(d), float(s))
+        for i, d, s in zip(selection.indices, selection.distances, selection.scores)
+    ]
+    options = {**dict(selection.options), **({"score": score_spec} if score_spec else {})}
+    name = tag_name(iteration)
+    if store.tag(name) is not None:
+        store.delete_tag(name)
+    store.create_tag(name, iteration=iteration, method=method, members=members, options=options)
+
+
+def predicted_class_counts(project: Project, iteration: int, rows: Sequence[ImageRow], num_classes: int,
+                           threshold: float = PREDICTED_CLASS_THRESHOLD) -> np.ndarray:
+    """(len(rows), num_classes) confident predicted boxes per image and class (zeros when not predicted)."""
+    counts = np.zeros((len(rows), num_classes), np.float32)
+    path = project.predictions_file(iteration)
+    if not path.exists():
+        return counts
+    ids, dets, _ = load_predictions(path)
+    pos = {r.id: k for k, r in enumerate(rows)}
+    for image_id, det in zip(ids.tolist(), dets):
+        if image_id in pos:
+            confident = det.labels[det.scores >= threshold]
+            counts[pos[image_id]] = np.bincount(confident, minlength=num_classes)[:num_classes]
+    return counts
+
+
+# --------------------------------------------------------------------------------------------
+# export
+
+
+def export_batch(
+    project: Project, iteration: int, *, predictions: Path | None, model_version: str | None = None
+) -> list[Path]:
+    """Write the iteration's tag in every configured export format; returns the main file of each."""
+    tag = tag_name(iteration)
+    members = project.store.tag_members(tag)
+    out = project.export_dir(tag)
+    return [
+        export_items(project, members, out / fmt, fmt, predictions=predictions, model_version=model_version)
+        for fmt in project.config.export_formats
+    ]
+
+
+def export_items(project: Project, members: Sequence[TagMember], out: Path, fmt: str, *,
+                 predictions: Path | None, model_version: str | None) -> Path:
+    """Write one batch in one format, with the model's boxes as pre-annotations when there are any."""
+    store = project.store
+    rows = {r.id: r for r in store.images()}
+    dets: dict[int, Detections] = {}
+    if predictions is not None and predictions.exists():
+        ids, det_list, _ = load_predictions(predictions)
+        dets = dict(zip(ids.tolist(), det_list))
+    classes = store.classes()
+    items = []
+    for m in members:
+        r = rows[m.image_id]
+        pred = dets.get(r.id)
+        items.append(
+            formats.BatchItem(
+                file_name=r.path,
+                path=project.image_root / r.path,
+                width=r.width,
+                height=r.height,
+                predictions=detections_to_boxes(pred.above(PREANNOTATION_THRESHOLD), classes)
+                if pred is not None and classes else (),
+                score=m.score,
+            )
+        )
+    return formats.export_batch(fmt, items, out, classes=classes, model_version=model_version,
+                                image_url_prefix=project.config.image_url_prefix)
