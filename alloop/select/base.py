@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from alloop.device import torch_device  # noqa: F401  (strategies import it from here)
 from alloop.errors import SelectionError
 
 # Rows checked for NaN/inf at a time: bounds the temporary bool array to ~8 MB at D = 128.
