@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -76,3 +77,14 @@ def anchor_shapes(pairs: Sequence[tuple[float, float]]) -> dict[str, str]:
     return {"small": _anchor_string(pairs[0:3]), "mid": _anchor_string(pairs[3:6]),
             "big": _anchor_string(pairs[6:9])}
 
+
+
+_PAIR = re.compile(r"\(\s*([0-9.eE+-]+)\s*,\s*([0-9.eE+-]+)\s*\)")
+
+
+def anchors_from_shapes(shapes: Mapping[str, str]) -> tuple[tuple[float, float], ...]:
+    """The 9 (w, h) pairs of TAO's three anchor strings (:func:`anchor_shapes`), smallest area first."""
+    pairs = [(float(w), float(h)) for name in ("small", "mid", "big") for w, h in _PAIR.findall(shapes[name])]
+    if len(pairs) != 9:
+        raise ValueError(f"expected 9 anchors in {dict(shapes)}, found {len(pairs)}")
+    return tuple(sorted(pairs, key=lambda p: p[0] * p[1]))

@@ -64,30 +64,61 @@ def write_mounts_file(path: Path, mounts: Sequence[Path], *, docker_user: bool =
     return path
 
 
+# The keys the TAO launcher accepts (docker_handler.py): anything else fails there, after alloop's check.
+MOUNTS_FILE_KEYS = ("Mounts", "Envs", "DockerOptions")
+DOCKER_OPTIONS = ("user", "ports", "shm_size", "ulimits", "privileged", "network", "tty")
+
+
 def check_mounts_file(path: Path, needed: Sequence[Path]) -> None:
-    """A user's mounts file must mount every needed directory at the same path inside the container."""
+    """A user's mounts file must be one the launcher accepts and mount every needed directory at the
+    same path inside the container, with the tty off."""
+    where = f"mounts_file {path}"
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        mounts = [(Path(os.path.realpath(os.path.expanduser(m["source"]))),
-                   Path(os.path.realpath(os.path.expanduser(m["destination"])))) for m in doc["Mounts"]]
     except FileNotFoundError:
-        raise TrainerError(f"mounts_file {path}: no such file; fix the trainer option or remove it") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TrainerError(f"{where}: no such file; fix the trainer option or remove it") from None
+    except (OSError, ValueError) as exc:
+        raise TrainerError(f"{where}: not JSON ({exc}); fix it or drop mounts_file") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("Mounts"), list):
         raise TrainerError(
-            f"mounts_file {path}: not a TAO mounts file ({exc}); "
-            'it needs "Mounts": [{"source": ..., "destination": ...}]'
-        ) from None
-    tty = doc.get("DockerOptions", {}).get("tty", True) if isinstance(doc, dict) else True
-    if tty is not False:
+            f'{where}: not a TAO mounts file; it needs "Mounts": [{{"source": ..., "destination": ...}}]'
+        )
+    unknown = [k for k in doc if k not in MOUNTS_FILE_KEYS]
+    if unknown:
+        raise TrainerError(f"{where}: unknown key {unknown[0]!r}, which the TAO launcher rejects; "
+                           f"use only {', '.join(MOUNTS_FILE_KEYS)}")
+    options = doc.get("DockerOptions", {})
+    if not isinstance(options, dict):
+        raise TrainerError(f"{where}: DockerOptions must be an object of {', '.join(DOCKER_OPTIONS)}")
+    bad = [k for k in options if k not in DOCKER_OPTIONS]
+    if bad:
+        raise TrainerError(f"{where}: DockerOptions {bad[0]!r} is not an option the TAO launcher accepts; "
+                           f"use {', '.join(DOCKER_OPTIONS)}")
+    envs = doc.get("Envs", [])
+    if not isinstance(envs, list) or not all(
+        isinstance(e, dict) and {"variable", "value"} <= set(e) for e in envs
+    ):
+        raise TrainerError(f'{where}: each Envs entry needs "variable" and "value"')
+    mounts = []
+    for m in doc["Mounts"]:
+        if not (isinstance(m, dict) and all(isinstance(m.get(k), str) for k in ("source", "destination"))):
+            raise TrainerError(
+                f'{where}: each Mounts entry needs "source" and "destination" paths, got {m!r}'
+            )
+        source = Path(os.path.realpath(os.path.expanduser(m["source"])))
+        if not source.exists():
+            raise TrainerError(f"{where}: mount source {source} does not exist (the launcher refuses it); "
+                               "create it or remove the entry")
+        mounts.append((source, Path(os.path.realpath(os.path.expanduser(m["destination"])))))
+    if options.get("tty", True) is not False:
         raise TrainerError(
-            f'mounts_file {path}: add "DockerOptions": {{"tty": false}}; alloop reads TAO\'s output through a '
+            f'{where}: add "DockerOptions": {{"tty": false}}; alloop reads TAO\'s output through a '
             "pipe and the launcher's default `docker exec -it` fails without a terminal"
         )
     for d in _mount_roots(needed):
         if not any((d == s or s in d.parents) and s == t for s, t in mounts):
             raise TrainerError(
-                f"mounts_file {path} does not mount {d} at the same path inside the container; add "
+                f"{where} does not mount {d} at the same path inside the container; add "
                 f'{{"source": "{d}", "destination": "{d}"}} to its Mounts, '
                 "or drop mounts_file to let alloop write one"
             )
-

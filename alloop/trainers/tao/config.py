@@ -160,10 +160,10 @@ class TaoConfig:
                 )
         _check_float(self, "max_learning_rate", 0.0, 1.0, open_low=True)
         _check_float(self, "min_learning_rate", 0.0, 1.0, open_low=True)
-        if self.min_learning_rate > self.max_learning_rate:
+        if self.min_learning_rate >= self.max_learning_rate:  # TAO asserts max > min (common/utils.py)
             raise ConfigError(
-                f"min_learning_rate ({self.min_learning_rate}) must not exceed "
-                f"max_learning_rate ({self.max_learning_rate})"
+                f"min_learning_rate ({self.min_learning_rate}) must be below "
+                f"max_learning_rate ({self.max_learning_rate}), as TAO asserts; lower min_learning_rate"
             )
         _check_float(self, "soft_start", 0.0, 1.0, open_high=True)
         _check_float(self, "horizontal_flip", 0.0, 1.0)

@@ -11,15 +11,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
 from alloop import atomic
 from alloop.boxes import Detections
 from alloop.errors import ConfigError, LabelError, TrainerError
 from alloop.trainers.base import Example, TrainResult, config_from_mapping
-from alloop.trainers.tao.anchors import DEFAULT_ANCHORS, kmeans_anchors
 from alloop.trainers.tao.command import check_mounts_file, tao_command, write_mounts_file
 from alloop.trainers.tao.config import NETWORKS, TaoConfig
+from alloop.trainers.tao.labels import check_tao_sees_the_labels
 from alloop.trainers.tao.paths import check_tao_path
 from alloop.trainers.tao.record import (
     SIDECAR_FORMAT,
@@ -30,7 +28,7 @@ from alloop.trainers.tao.record import (
     reuse_run,
 )
 from alloop.trainers.tao.results import (
-    EPOCH_FILE,
+    check_run_finished,
     detections_from_boxes,
     find_checkpoints,
     map_key,
@@ -46,6 +44,7 @@ from alloop.trainers.tao.staging import (
     make_tao_readable,
     stage_image,
 )
+from alloop.trainers.tao.start import choose_anchors, starting_point
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +68,8 @@ class TaoTrainer:
         kitti = [kitti_name(c) for c in classes]
         bad = [c for c, k in zip(classes, kitti) if '"' in k or "\\" in k]
         if bad:
-            raise ConfigError(f"tao trainer: class name {bad[0]!r} has a quote or backslash, which TAO's spec "
-                              "cannot hold; rename the class")
+            raise ConfigError(f"tao trainer: class name {bad[0]!r} has a quote or backslash, which TAO's "
+                              "spec cannot hold; rename the class")
         if len(set(kitti)) != len(kitti):
             raise ConfigError(
                 f"tao trainer: classes {list(classes)} collide once lower-cased with spaces as '_' (TAO's "
@@ -112,8 +111,15 @@ class TaoTrainer:
         if has_val:
             make_tao_readable(data_dir / "val" / "images", TRAIN_SUFFIXES)
 
-        anchors = self._anchors(train, seed)
-        resume_path, pretrain_path, start_epoch = self._starting_point(resume_from)
+        start = starting_point(cfg, self.classes, resume_from)
+        resume_path, pretrain_path, start_epoch = start.resume_model, start.pretrain_model, start.epoch
+        if start.anchors is None:
+            anchors = choose_anchors(cfg, train, seed)
+        else:  # TAO keeps a model's anchors in its layers; the spec must give the encoder the same
+            anchors = start.anchors
+            if cfg.anchors != "default":
+                log.info("tao: resuming keeps the anchors %s was built with; anchors=%s takes effect in a "
+                         "fresh or resume_mode=pretrain run", resume_path, cfg.anchors)
         num_epochs = start_epoch + cfg.epochs
         context = spec_context(cfg, self.kitti_names, train_dir=data_dir / "train", val_dir=val_dir,
                                anchors=anchors, num_epochs=num_epochs, seed=seed,
@@ -122,6 +128,8 @@ class TaoTrainer:
         spec_file = out_dir / "specs" / "train.txt"
         spec_file.parent.mkdir(parents=True, exist_ok=True)
         spec_file.write_text(spec, encoding="utf-8")
+        check_tao_sees_the_labels(spec, data_dir / "train" / "labels", self.classes, self.kitti_names, train,
+                                  spec_file=spec_file)
 
         results = out_dir / "results"
         digest = digest_run(spec, data_dir)
@@ -151,6 +159,8 @@ class TaoTrainer:
             )
         csv_log = results / f"{NETWORKS[cfg.network].prefix}_training_log_{self._arch_name()}.csv"
         history = read_training_log(csv_log)
+        check_run_finished(checkpoints, history, num_epochs, spec=spec,
+                           log_file=out_dir / "logs" / "train.log")
         epoch = self._pick(checkpoints, history)
         checkpoint = checkpoints[epoch]
         tao_map = validation_map50(history, epoch)
@@ -162,6 +172,7 @@ class TaoTrainer:
             "arch": cfg.arch,
             "nlayers": cfg.nlayers,
             "epoch": epoch,
+            "anchors": [list(p) for p in anchors],  # built into the model: a resumed run must keep them
             "spec": context,
             "config": jsonable(dataclasses.asdict(cfg)),
             "tao_val_map50": tao_map,
@@ -190,58 +201,6 @@ class TaoTrainer:
                                         val=val_anns, layout="tao")
         except LabelError as exc:
             raise TrainerError(f"tao trainer: cannot export the labeled images as KITTI: {exc}") from exc
-
-    def _anchors(self, train: Sequence[Example], seed: int) -> tuple[tuple[float, float], ...]:
-        cfg = self.config
-        if isinstance(cfg.anchors, tuple):
-            return cfg.anchors
-        if cfg.anchors == "default":
-            return DEFAULT_ANCHORS
-        sizes = [((b.x1 - b.x0) / e.annotation.width, (b.y1 - b.y0) / e.annotation.height)
-                 for e in train for b in e.annotation.boxes]
-        try:
-            return kmeans_anchors(np.array(sizes), output_width=cfg.output_width,
-                                  output_height=cfg.output_height, seed=seed)
-        except ValueError as exc:
-            log.warning("tao: %s; using the default anchors", exc)
-            return DEFAULT_ANCHORS
-
-    def _starting_point(self, resume_from: Path | None) -> tuple[Path | None, Path | None, int]:
-        """(resume_model_path, pretrain_model_path, epoch the run starts at)."""
-        cfg = self.config
-        pretrained = None
-        if cfg.pretrained_model is not None:
-            pretrained = Path(os.path.realpath(os.path.expanduser(cfg.pretrained_model)))
-            if not pretrained.is_file():
-                raise TrainerError(
-                    f"pretrained_model {pretrained}: no such file; "
-                    "download it (see docs/tao.md) or set pretrained_model=none"
-                )
-        if resume_from is not None:
-            resume_from = Path(os.path.realpath(resume_from))
-            info = read_sidecar(resume_from, required=False)
-            if info is not None and info.get("classes") != list(self.classes):
-                log.warning("tao: classes changed since %s; starting from the pretrained model", resume_from)
-            elif info is not None and (info.get("network"), info.get("arch"), info.get("nlayers")) != (
-                cfg.network, cfg.arch, cfg.nlayers
-            ):
-                log.warning("tao: %s is another network or backbone; starting from pretrained_model",
-                            resume_from)
-            elif cfg.resume_mode == "resume":
-                m = EPOCH_FILE.search(resume_from.name)
-                if m is None:
-                    raise TrainerError(
-                        f"cannot resume from {resume_from}: TAO reads the epoch from names like "
-                        "*_epoch_050.hdf5; "
-                        "rename it or set resume_mode=pretrain"
-                    )
-                return resume_from, None, int(m.group(1))
-            else:
-                return None, resume_from, 0
-        if pretrained is None:
-            log.warning("tao: no pretrained_model set; YOLOv4 trains from random weights "
-                        "(poor with few images; see docs/tao.md)")
-        return None, pretrained, 0
 
     def _arch_name(self) -> str:
         cfg = self.config
