@@ -219,3 +219,11 @@ def test_the_section_scan_catches_the_known_wrong_spellings():
     assert _section_problems("trainer.options", None, "grad_clip", tables)
     assert _section_problems("trainer.options", None, "epochs", tables) is None
     assert _section_problems("project", "seed", None, tables) is None
+
+
+def test_the_reference_config_lists_the_batch_export_formats():
+    from alloop.formats import export_formats
+
+    text = (ROOT / "specs" / "alloop.toml").read_text(encoding="utf-8")
+    line = next(x for x in text.splitlines() if x.startswith("# Formats each batch is exported in"))
+    assert line.split(":", 1)[1].split("(")[0].replace(" ", "").strip(",") == ",".join(export_formats())

@@ -29,3 +29,21 @@ def test_every_option_and_argument_of_every_command_has_help(name):
     missing = [p.name for p in command.params
                if not (getattr(p, "help", None) or "").strip() and p.name != "help"]
     assert not missing, f"`alloop {name}`: no help for {', '.join(missing)}"
+
+
+def _option_help(command: str, flag: str) -> str:
+    params = GROUP.commands[command].params  # type: ignore[attr-defined]
+    return next(p.help for p in params if flag in getattr(p, "opts", ()))
+
+
+def test_format_lists_in_help_are_the_registered_formats():
+    # Help texts are written out (the CLI imports no library to start), so a new format must be added there too.
+    from alloop import formats
+
+    def listed(text: str) -> list[str]:
+        return [w.strip(" .,") for w in text.split(":", 1)[1].replace("(sniffed when omitted)", "").split(",")]
+
+    assert listed(_option_help("step", "--format")) == formats.import_formats()
+    assert listed(_option_help("init", "--export-format")) == formats.export_formats()
+    batch, training = _option_help("export", "--format").split("With --training-set")
+    assert listed(batch) == formats.export_formats() and listed(training) == formats.train_export_formats()
