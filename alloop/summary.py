@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +60,15 @@ def _next_action(root: Path, rows: list[dict[str, Any]], locked_by: str | None) 
 
 
 def trainer_catalog() -> dict[str, dict[str, Any]]:
-    """Installed trainers with their entry point and config defaults."""
+    """Installed trainers with their entry point, option defaults and one line of help per option."""
+    from alloop.trainers.options import describe
+
     out = {}
     for name, entry in sorted(available_trainers().items()):
-        cls = load_trainer(name)
-        # Trainer configs use plain defaults; a field without one is shown as None.
-        options = {f.name: None if f.default is MISSING else f.default for f in fields(cls.Config)}
-        out[name] = {"entry_point": entry, "options": options}
+        info = describe(load_trainer(name).Config)  # a field without a default is shown as None
+        out[name] = {
+            "entry_point": entry,
+            "options": {o.name: o.default for o in info},
+            "help": {o.name: o.help for o in info},
+        }
     return out

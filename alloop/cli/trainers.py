@@ -12,4 +12,6 @@ def trainers() -> None:
     for name, entry in run(trainer_catalog).items():
         console.print(f"[bold]{esc(name)}[/]  ({esc(entry['entry_point'])})")
         for opt, default in entry["options"].items():
-            console.print(f"    {esc(opt)} = {esc(repr(default))}", highlight=False)
+            help_line = entry["help"].get(opt, "")
+            comment = f"  [dim]# {esc(help_line)}[/]" if help_line else ""
+            console.print(f"    {esc(opt)} = {esc(repr(default))}{comment}", highlight=False)

@@ -52,3 +52,12 @@ def test_plugin_drives_a_step(plugin_installed, tmp_path, orchard, tiny_config, 
     assert r.n_selected == 4 and r.map50 is not None
     with Project.open(tmp_path / "p", lock=False) as p:
         assert p.store.iteration(1).checkpoint.endswith("meanbox.json")
+
+
+def test_trainers_lists_one_line_of_help_per_option():
+    result = CliRunner().invoke(app, ["trainers"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    epochs = next(line for line in lines if line.strip().startswith("epochs = 20"))
+    assert "# passes over the training images" in epochs
+    assert any(line.strip().startswith("early_stopping_patience = 5  # ") for line in lines)
