@@ -24,12 +24,11 @@ from alloop.store.tags import Tag, TagMember, TagTables
 class Store(ImageTables, LabelTables, TagTables, IterationTables, ScoreTables):
     """The SQLite store of one project. Use as a context manager or call :meth:`close`."""
 
-    def __enter__(self) -> Store:
-        return self
-
     def counts(self) -> dict[str, int]:
         """Pool, labeled, train/val, queued, bad and box counts: indexed COUNT queries, no rows loaded."""
-        one = lambda q: int(self.conn.execute(q).fetchone()[0])  # noqa: E731
+        def one(sql: str) -> int:
+            return int(self.conn.execute(sql).fetchone()[0])
+
         return {
             "images": one("SELECT COUNT(*) FROM images"),
             "labeled": one("SELECT COUNT(*) FROM labels"),

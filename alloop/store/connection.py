@@ -12,12 +12,14 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from alloop.errors import StoreError
 from alloop.store.migrations import MIGRATIONS, apply
+
+_D = TypeVar("_D", bound="Database")
 
 
 def now() -> str:
@@ -57,7 +59,7 @@ class Database:
         """Close the connection."""
         self.conn.close()
 
-    def __enter__(self) -> Database:
+    def __enter__(self: _D) -> _D:  # noqa: PYI019 - typing.Self needs Python 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:

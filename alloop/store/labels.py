@@ -156,5 +156,8 @@ def _box_json(b: Box) -> dict[str, Any]:
 
 
 def _same_boxes(a: Iterable[Box], b: Iterable[Box]) -> bool:
-    key = lambda box: (box.label, round(box.x0, 3), round(box.y0, 3), round(box.x1, 3), round(box.y1, 3))  # noqa: E731
+    """The same boxes in any order, coordinates to 1/1000 of a pixel."""
+    def key(box: Box) -> tuple:
+        return box.label, round(box.x0, 3), round(box.y0, 3), round(box.x1, 3), round(box.y1, 3)
+
     return sorted(map(key, a)) == sorted(map(key, b))

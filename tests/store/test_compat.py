@@ -58,7 +58,7 @@ def _old_rows(table: str) -> list[tuple]:
     """Rows of a table in the committed (unmigrated) fixture, read without alloop."""
     con = sqlite3.connect(f"file:{FIXTURE / 'project' / 'alloop.db'}?mode=ro", uri=True)
     try:
-        return con.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()  # noqa: S608 - test's own names
+        return con.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
     finally:
         con.close()
 
@@ -75,7 +75,7 @@ def test_old_project_opens_migrated_with_labels_and_tags_intact(old_project):
         applied = [r[0] for r in con.execute("SELECT name FROM schema_migrations ORDER BY name")]
         indexes = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         for table in ("labels", "boxes", "tag_members", "stages", "embedding_index"):
-            assert con.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall() == _old_rows(table), table  # noqa: S608
+            assert con.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall() == _old_rows(table), table
     finally:
         con.close()
     assert applied == [m.name for m in MIGRATIONS]
