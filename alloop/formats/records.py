@@ -143,8 +143,9 @@ def build_label_set(
             label = parsed.class_aliases.get(box.label, box.label)
             if label not in known_set and label not in used:
                 used[label] = where
-    if used:
-        if not options.add_classes:
+    declared_new = options.add_classes and any(c and c not in known_set for c in parsed.declared_classes)
+    if used or declared_new:
+        if used and not options.add_classes:
             shown = ", ".join(repr(c) for c in known) or "none yet"
             first = next(iter(used.values()))
             first = first[len(source) + 2 :] if first.startswith(source + ": ") else first
@@ -152,7 +153,9 @@ def build_label_set(
                 f"{source}: unknown class name(s) {', '.join(repr(c) for c in used)} (first at {first}); "
                 f"the project knows {shown}; fix the labels or pass --add-classes to add them"
             )
-        order = [c for c in parsed.declared_classes if c in used] + [
+        # The file's declared classes come along, boxes or not (a COCO category, a CVAT label, a
+        # data.yaml name without boxes yet is still a class of that dataset).
+        order = [c for c in dict.fromkeys(parsed.declared_classes) if c and c not in known_set] + [
             c for c in used if c not in parsed.declared_classes
         ]
         known += order

@@ -90,6 +90,54 @@ def test_batch_export(tmp_path) -> None:
     assert preds == [{"image_id": 1, "category_id": 1, "bbox": [1, 2, 29, 38], "score": 0.9}]
 
 
+def test_predictions_load_in_pycocotools(tmp_path) -> None:
+    # Issue 16, item 6: predictions.json must be a results file COCO's own tools load.
+    from pycocotools.coco import COCO
+
+    items = [BatchItem("row_01/apple_001.jpg", tmp_path / "a.jpg", 640, 480,
+                       (Box(1, 2, 30, 40, "apple", 0.9), Box(5.5, 6, 50, 60.25, "leaf", 0.4)))]
+    batch = export_batch("coco", items, tmp_path / "batch", classes=CLASSES)
+    gt = COCO(str(batch))
+    res = gt.loadRes(str(tmp_path / "batch" / "predictions.json"))
+    assert sorted(a["bbox"] for a in res.dataset["annotations"]) == [[1, 2, 29, 38], [5.5, 6, 44.5, 54.25]]
+
+
+def test_no_model_boxes_no_predictions_file(tmp_path) -> None:
+    # Issue 16, item 6: an empty results list makes pycocotools' loadRes raise IndexError, so a batch
+    # without model boxes (the initial selection) gets no predictions.json, and a stale one goes.
+    from pycocotools.coco import COCO
+
+    with pytest.raises(IndexError):  # why: the file alloop used to write
+        COCO(str(export_batch("coco", [], tmp_path / "probe", classes=CLASSES))).loadRes([])
+    out = tmp_path / "batch"
+    out.mkdir()
+    (out / "predictions.json").write_text("[]\n")
+    export_batch("coco", [BatchItem("apple_004.png", tmp_path / "b.png", 320, 240)], out, classes=CLASSES)
+    assert sorted(p.name for p in out.iterdir()) == ["batch.json"]
+
+
+def test_bom_file_is_sniffed(tmp_path, images) -> None:
+    # Issue 19, item 8: a COCO file saved with a UTF-8 BOM (Windows tools) was not recognised.
+    path = tmp_path / "labels.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(_doc()).encode())
+    got, _ = _read(path, images)
+    assert got.images[0].boxes == (Box(10, 20, 40, 60, "apple"),)
+
+
+def test_dataset_folder(tmp_path, images) -> None:
+    # Issue 16, item 4: --format coco on a folder said "Is a directory".
+    (tmp_path / "annotations").mkdir()
+    _write(tmp_path / "annotations", _doc(images=[_doc()["images"][0]]), "instances_train.json")
+    _write(tmp_path / "annotations", _doc(images=[_doc()["images"][1]], annotations=[]), "instances_val.json")
+    got, _ = _read(tmp_path, images, format="coco")
+    assert {a.file_name: len(a.boxes) for a in got.images} == {"row_01/apple_001.jpg": 1, "apple_004.png": 0}
+
+
+def test_folder_without_coco_files(tmp_path, images) -> None:
+    with pytest.raises(LabelError, match=r"a folder with no annotations/instances_\*\.json and no COCO \.json"):
+        _read(tmp_path, images, format="coco")
+
+
 def test_unlabeled_batch_file_is_refused(tmp_path, images) -> None:
     items = [BatchItem("apple_004.png", tmp_path / "apple_004.png", 320, 240)]
     path = export_batch("coco", items, tmp_path / "batch", classes=CLASSES)
@@ -137,6 +185,13 @@ def _fails(tmp_path, images, doc, match: str, **kw) -> None:
         _read(path, images, format="coco", **kw)
     assert str(err.value).startswith(str(path))
     assert "\n" not in str(err.value)
+
+
+def test_huge_integer_is_an_error_not_a_traceback(tmp_path, images) -> None:
+    # Issue 19, item 6: a 1e400-sized integer in bbox raised OverflowError.
+    big = "1" + "0" * 400
+    text = json.dumps(_doc()).replace('"bbox": [10, 20, 30, 40]', f'"bbox": [{big}, 1, 2, 2]')
+    _fails(tmp_path, images, text, r"annotation id 1: bbox value is a 401-digit integer, too large for a pixel")
 
 
 def test_malformed_json(tmp_path, images) -> None:

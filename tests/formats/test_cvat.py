@@ -163,6 +163,40 @@ def test_entities_refused(tmp_path, images) -> None:
     _fails(tmp_path, images, bomb, r"XML declares a DTD or entities")
 
 
+def test_utf16_entities_refused(tmp_path, images) -> None:
+    # Issue 19, item 9: a byte check for "<!ENTITY" misses UTF-16; defusedxml refuses it in any encoding.
+    bomb = '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE a [<!ENTITY x "xx">]><annotations>&x;</annotations>'
+    path = tmp_path / "annotations.xml"
+    path.write_bytes(bomb.encode("utf-16"))
+    with pytest.raises(LabelError, match=r"annotations\.xml: XML declares a DTD or entities"):
+        _read(path, images, "cvat_xml")
+
+
+def test_datumaro_subset_files_folder(tmp_path, images) -> None:
+    # Issue 16, item 4: datumaro's CVAT export is a folder of <subset>.xml files, not annotations.xml.
+    train = '<image id="0" name="row_01/apple_001.jpg" width="640" height="480">' + BOX + "</image>"
+    val = '<image id="0" name="apple_004.png" width="320" height="240"></image>'
+    (tmp_path / "train.xml").write_text(_xml(train))
+    (tmp_path / "val.xml").write_text(_xml(val))
+    assert sniff_format(tmp_path) == "cvat_xml"
+    got, _ = _read(tmp_path, images)
+    assert {a.file_name: a.boxes for a in got.images} == {
+        "row_01/apple_001.jpg": (Box(1, 2, 30, 40, "apple"),), "apple_004.png": ()}
+
+
+def test_training_set_round_trip(tmp_path, images, image_root, labeled) -> None:
+    from alloop.formats import export_training_set
+
+    path = export_training_set("cvat_xml", labeled[:2], tmp_path / "out", image_root=image_root, classes=CLASSES,
+                               val=labeled[2:])
+    assert path == tmp_path / "out" / "train.xml"
+    assert (tmp_path / "out" / "images" / "apple_004.png").is_file()
+    got, _ = _read(tmp_path / "out", images)
+    assert_same(got.images, labeled, tol=0, attributes=False)  # CVAT's occluded is a flag: KITTI's 2 -> 1
+    by = {a.file_name: a.boxes for a in got.images}
+    assert by["apple_004.png"][0].attributes == (("occluded", "1"), ("truncated", "0.5"))
+
+
 def test_wrong_root(tmp_path, images) -> None:
     _fails(tmp_path, images, "<annotation><filename>a.jpg</filename></annotation>", r"root element is <annotation>")
 

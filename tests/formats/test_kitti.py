@@ -10,7 +10,7 @@ import pytest
 
 from alloop.boxes import Box, ImageAnnotation
 from alloop.errors import ImageError, LabelError
-from alloop.formats import export_training_set, read_kitti_detections, read_labels, sniff_format
+from alloop.formats import ImportOptions, export_training_set, read_kitti_detections, read_labels, sniff_format
 
 from .conftest import CLASSES, DATA, assert_same
 
@@ -124,6 +124,20 @@ def test_3d_fields_survive(tmp_path, images, image_root) -> None:
     out = export_training_set("kitti", list(got.images), tmp_path / "k", image_root=image_root, classes=CLASSES)
     line = (out / "train/label_2/row_01__apple_002.txt").read_text().splitlines()[2]
     assert line == "apple 0.00 2 -1.58 587.01 173.33 614.12 200.12 1.65 1.67 3.64 -0.65 1.71 46.70 -1.59"
+
+
+def test_image_2_without_label_file_is_no_objects(tmp_path, images) -> None:
+    # KITTI's own layout (datumaro, CVAT): an image in image_2/ without a label file has no objects.
+    for sub in ("image_2", "label_2"):
+        (tmp_path / "train" / sub / "row_01").mkdir(parents=True)
+    (tmp_path / "train" / "image_2" / "row_01" / "apple_002.jpg").write_bytes(b"x")
+    (tmp_path / "train" / "image_2" / "apple_004.png").write_bytes(b"x")
+    (tmp_path / "train" / "label_2" / "apple_004.txt").write_text(LINE + "\n")
+    (tmp_path / "dataset_meta.json").write_text('{"labels": ["apple", "leaf", "pear"]}')
+    assert sniff_format(tmp_path) == "kitti"
+    got, _ = _read(tmp_path, images, options=ImportOptions(add_classes=True))
+    assert {a.file_name: len(a.boxes) for a in got.images} == {"apple_004.png": 1, "row_01/apple_002.jpg": 0}
+    assert got.classes == (*CLASSES, "pear")
 
 
 # -- TAO inference output: the 0 / 1 / many lines trap ---------------------------------------------

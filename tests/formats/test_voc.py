@@ -120,6 +120,39 @@ def test_subfolder_disambiguates_filename(tmp_path) -> None:
     assert got.images[0].file_name == "b/x.jpg"
 
 
+def test_subset_list_without_xml_is_no_objects(tmp_path, images) -> None:
+    # datumaro (so CVAT's PASCAL VOC 1.1) writes no XML for an image without boxes, only its id in
+    # ImageSets/Main/<subset>.txt; labelmap.txt declares the classes, boxes or not.
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "apple_004.xml").write_text(_ann(_obj()))
+    (tmp_path / "ImageSets" / "Main").mkdir(parents=True)
+    (tmp_path / "ImageSets" / "Main" / "train.txt").write_text("apple_004\nrow_01/apple_002\n")
+    (tmp_path / "ImageSets" / "Main" / "apple_train.txt").write_text("apple_004  1\n")  # a class list
+    (tmp_path / "labelmap.txt").write_text("# label:color_rgb:parts:actions\nbackground:0,0,0::\napple:::\npear:::\n")
+    assert sniff_format(tmp_path) == "voc"
+    got, warnings = _read(tmp_path, images, options=ImportOptions(add_classes=True))
+    assert {a.file_name: len(a.boxes) for a in got.images} == {"apple_004.png": 1, "row_01/apple_002.jpg": 0}
+    assert got.classes == (*CLASSES, "pear") and warnings == [f"{tmp_path}: added class(es) pear"]
+
+
+def test_training_set_layout_and_round_trip(tmp_path, images, image_root, labeled) -> None:
+    from alloop.formats import export_training_set
+
+    out = export_training_set("voc", labeled[:2], tmp_path / "voc", image_root=image_root, classes=CLASSES,
+                              val=labeled[2:])
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == [
+        "Annotations/apple_004.xml", "Annotations/row_01/apple_001.xml", "Annotations/row_01/apple_002.xml",
+        "ImageSets/Main/train.txt", "ImageSets/Main/val.txt",
+        "JPEGImages/apple_004.png", "JPEGImages/row_01/apple_001.jpg", "JPEGImages/row_01/apple_002.jpg",
+        "labelmap.txt",
+    ]
+    assert (out / "ImageSets/Main/train.txt").read_text() == "row_01/apple_001\nrow_01/apple_002\n"
+    got, _ = _read(out, images)
+    # VOC keeps occluded/truncated/difficult as 0/1 flags only.
+    assert_same(got.images, labeled, tol=1e-9, attributes=False)
+
+
 # -- bad input ------------------------------------------------------------------------------------
 
 def _fails(tmp_path, images, xml: str, match: str) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from alloop.boxes import Box, ImageAnnotation
 from alloop.errors import LabelError
-from alloop.formats import export_training_set, read_labels, sniff_format
+from alloop.formats import ImportOptions, export_training_set, read_labels, sniff_format
 from alloop.formats.yolo import parse_names_yaml
 
 from .conftest import CLASSES, DATA, assert_same
@@ -90,6 +90,23 @@ def test_classes_txt_and_no_names(tmp_path, images) -> None:
 
 
 # -- bad input ------------------------------------------------------------------------------------
+
+def test_border_rounding_is_silent_and_clips_are_summarised(tmp_path, images) -> None:
+    # Issue 16, item 7: one "clipped" warning per border box flooded the output on ordinary files.
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "data.yaml").write_text("names: [apple, leaf]\n")
+    # 0.5000005 +- 0.5 is 1.0000005: a hair past the border, the tools' rounding.
+    rounding = "".join(f"0 {0.05 * i + 0.02} 0.5000005 0.03 1.0000010\n" for i in range(1, 15))
+    (tmp_path / "labels" / "apple_004.txt").write_text(rounding)
+    got, warnings = _read(tmp_path, images)
+    assert warnings == [] and len(got.images[0].boxes) == 14
+    assert max(b.y1 for b in got.images[0].boxes) == 240  # snapped onto the border
+    # Real clips (--clip-boxes): one line with the count and the worst case.
+    (tmp_path / "labels" / "apple_004.txt").write_text("0 0.5 0.5 0.2 1.2\n0 0.2 0.5 0.2 1.1\n1 0.9 0.5 0.3 0.2\n")
+    got, warnings = _read(tmp_path, images, options=ImportOptions(clip_boxes=True))
+    assert warnings == [f"{tmp_path}: 3 box(es) clipped to their image (--clip-boxes); worst: "
+                        f"{tmp_path / 'labels' / 'apple_004.txt'}:1, 24 px outside the 320x240 image"]
+
 
 def _fails(tmp_path, images, line: str, match: str, yaml: str = "names: [apple, leaf]\n") -> None:
     (tmp_path / "labels").mkdir()
