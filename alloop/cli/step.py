@@ -21,6 +21,7 @@ def step(
     clip_boxes: Annotated[bool, typer.Option(help="Clip boxes that stick out of the image (with a warning) instead of refusing the file.")] = False,
     add_classes: Annotated[bool, typer.Option(help="Accept class names the project does not know yet.")] = False,
     allow_duplicates: Annotated[bool, typer.Option(help="Drop exact duplicate boxes with a warning instead of refusing the file.")] = False,
+    voc_origin: Annotated[Optional[int], typer.Option(min=0, max=1, help="Pascal VOC pixel origin for every file: 0 (corners, as datumaro, CVAT, LabelImg and Label Studio write) or 1 (1-based pixel indices). Default: 1 for files whose <source> names PASCAL VOC, else 0.")] = None,
     restart: Annotated[bool, typer.Option(help="Throw away an interrupted iteration (never its labels) and redo it from the start.")] = False,
     device: Annotated[Optional[str], typer.Option(help="Override the project's device for this step: auto, cpu, cuda, cuda:N.")] = None,
     budget_boxes: Annotated[Optional[int], typer.Option(min=1, help="Size the next batch by boxes to label, not images: the longest prefix of the pick order whose estimated boxes (the model's confident boxes, corrected by your labels' boxes per image) fit N; --n caps the images.")] = None,
@@ -35,7 +36,8 @@ def step(
     setup_logging(quiet)
 
     def go() -> Any:
-        options = formats.ImportOptions(clip_boxes=clip_boxes, add_classes=add_classes, allow_duplicates=allow_duplicates)
+        options = formats.ImportOptions(clip_boxes=clip_boxes, add_classes=add_classes, allow_duplicates=allow_duplicates,
+                                        voc_origin=voc_origin)
         return loop.step(project, labels=labels, label_format=label_format, n=n, method=method, score=score,
                          import_options=options, restart=restart, progress=not quiet, device=device,
                          budget_boxes=budget_boxes)
