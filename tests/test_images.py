@@ -72,3 +72,18 @@ def test_symlink_out_of_root_is_refused(tmp_path):
     (root / "link.jpg").symlink_to(tmp_path / "outside.jpg")
     with pytest.raises(ImageError, match="escapes the image root"):
         images.resolve_in_root(root, "link.jpg")
+
+
+def test_opening_against_a_label_size(tmp_path):
+    """The trainers open images here too: the label's size picks the frame its boxes were drawn in."""
+    img = Image.new("RGB", (40, 20), (0, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img.save(tmp_path / "rot.jpg", exif=exif)
+    assert images.load_rgb(tmp_path / "rot.jpg", expect=(20, 40)).size == (20, 40)  # as a viewer shows it
+    assert images.load_rgb(tmp_path / "rot.jpg", expect=(40, 20)).size == (40, 20)  # a tool that ignored EXIF
+    with pytest.raises(ImageError, match=r"rot.jpg: the label says 30x30 but the image is 20x40; re-import"):
+        images.load_rgb(tmp_path / "rot.jpg", expect=(30, 30))
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    with pytest.raises(ImageError, match=r"bad.jpg: cannot decode \(.*\); run `alloop doctor`"):
+        images.load_rgb(tmp_path / "bad.jpg", expect=(20, 40))
