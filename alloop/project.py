@@ -10,16 +10,16 @@ import fcntl
 import os
 import socket
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import tomli_w
+import tomllib
 
 from alloop import atomic
 from alloop.config import CONFIG_FILE, ProjectConfig
 from alloop.errors import ConfigError, LockError, ProjectError
-from alloop.store import Store
+from alloop.store import Store, now
 
 STORE_FILE = "alloop.db"
 LOCK_FILE = ".alloop.lock"
@@ -190,6 +190,12 @@ class Project:
 
     def backups_dir(self) -> Path:
         return self.artifacts / "backups"
+
+    def backup(self, out: Path | None = None) -> Path:
+        """Copy the store to ``out`` (default: artifacts/backups/alloop-<time>.db); consistent while a step writes."""
+        target = Path(out) if out else self.backups_dir() / f"alloop-{now().replace(':', '')}.db"
+        self.store.backup_to(target)
+        return target
 
     def relpath(self, path: Path) -> str:
         """A path as shown to the user: relative to the project when inside it."""

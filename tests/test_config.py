@@ -6,10 +6,10 @@ import ast
 import dataclasses
 import hashlib
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from typer.testing import CliRunner
 
 from alloop.cli import app

@@ -17,8 +17,8 @@ def add(
     quiet: QuietOpt = False,
 ) -> None:
     """Register images added to the image root since init (they are embedded and considered at the next step)."""
-    from alloop.project import Project
     from alloop.pool import register
+    from alloop.project import Project
 
     setup_logging(quiet)
 

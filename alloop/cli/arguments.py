@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
+import tomllib
 import typer
 
 from alloop.errors import ConfigError
@@ -37,3 +37,14 @@ def shown_default(name: str) -> str:
 
     value = default(name)
     return ", ".join(value) if isinstance(value, tuple) else str(value)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``--size WIDTHxHEIGHT`` as (width, height) pixels."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 320x240") from None
+    if width <= 0 or height <= 0:
+        raise ConfigError(f"--size {text!r}: width and height must be positive, e.g. 320x240")
+    return width, height

@@ -17,12 +17,9 @@ def backup(
 ) -> None:
     """Write a consistent copy of the store (safe while a step runs)."""
     from alloop.project import Project
-    from alloop.store import now
 
     def go() -> Path:
         with Project.open(project, lock=False) as p:
-            target = out or p.backups_dir() / f"alloop-{now().replace(':', '')}.db"
-            p.store.backup_to(target)
-            return target
+            return p.backup(out)
 
     console.print(f"[green]✓[/] store copied to {esc(run(go))}")

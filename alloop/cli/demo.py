@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from alloop.cli.arguments import BatchOpt, QuietOpt, shown_default
-from alloop.cli.output import console, err_console, esc, run, setup_logging
+from alloop.cli.arguments import BatchOpt, QuietOpt, parse_size, shown_default
+from alloop.cli.output import console, run, setup_logging
 from alloop.cli.status import status
 
 
@@ -25,11 +25,6 @@ def demo(
     from alloop.demo import run_demo
 
     setup_logging(quiet)
-    try:
-        w, h = (int(v) for v in size.lower().split("x"))
-    except ValueError:
-        err_console.print(f"[bold red]error:[/] --size {esc(repr(size))}: expected WIDTHxHEIGHT")
-        raise typer.Exit(1) from None
-    run(lambda: run_demo(directory, n_images=images, steps=steps, batch=n, size=(w, h), device=device,
-                          progress=not quiet, echo=console.print))
+    run(lambda: run_demo(directory, n_images=images, steps=steps, batch=n, size=parse_size(size), device=device,
+                         progress=not quiet, echo=console.print))
     status(directory / "project", as_json=False)

@@ -15,8 +15,8 @@ def doctor(
     repair: Annotated[bool, typer.Option(help="Apply the safe fixes: set aside missing images, re-hash changed unlabeled ones. Labels are never touched.")] = False,
 ) -> None:
     """Check the store against the files: missing or changed images, a moved image root, store integrity, orphaned artifacts."""
-    from alloop.project import Project
     from alloop.pool import check
+    from alloop.project import Project
 
     def go() -> Any:
         with Project.open(project) as p:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from alloop.cli.arguments import parse_size
 from alloop.cli.output import console, esc, run
-from alloop.errors import ConfigError
 
 
 def synth(
@@ -20,12 +20,5 @@ def synth(
     """Generate the synthetic orchard dataset (apples on foliage, COCO ground truth)."""
     from alloop.synthetic import generate_orchard
 
-    def go() -> Any:
-        try:
-            w, h = (int(v) for v in size.lower().split("x"))
-        except ValueError:
-            raise ConfigError(f"--size {size!r}: expected WIDTHxHEIGHT, e.g. 320x240") from None
-        return generate_orchard(out, n, size=(w, h), seed=seed, progress=True)
-
-    o = run(go)
+    o = run(lambda: generate_orchard(out, n, size=parse_size(size), seed=seed, progress=True))
     console.print(f"[green]✓[/] {o.n_images} images, {o.n_boxes} apples → {esc(o.images_dir)}, ground truth {esc(o.annotations)}")
