@@ -18,18 +18,22 @@ and the YOLOv4 page of the TAO docs:
   top level of IMAGE_DIR (.jpg/.jpeg/.png) and writes ``RESULTS_DIR/labels/<stem>.txt``; boxes are
   in the original image's pixels; classes are the lower-cased ``target_class_mapping`` values.
 - Resuming (``resume_model_path``) continues the epoch count parsed from the file name up to
-  ``num_epochs``, so alloop sets ``num_epochs`` = that epoch + ``epochs``.
-- The launcher does not exit non-zero when the task fails (it prints ``Execution status: FAIL``),
-  so alloop also checks that line and that the expected files exist.
-- TAO re-splits its command line on spaces inside the container: no path may contain whitespace.
+  ``num_epochs``, so alloop sets ``num_epochs`` = that epoch + ``epochs``; the resumed model keeps
+  its own anchors, so its spec gets them too (:mod:`.start`).
+- The launcher exits 0 when the task fails (TAO's entrypoint prints ``Execution status: FAIL``),
+  and a run ended early by a NaN loss or an interrupt says ``PASS``: alloop checks the status line,
+  the files and the last epoch (:mod:`.runner`, :mod:`.results`).
+- Every path passes through two ``bash -c`` layers: only plain paths are allowed (:mod:`.paths`).
+- TAO silently skips label lines whose class its lower-cased mapping lacks: alloop checks the
+  export as TAO will read it before training (:mod:`.labels`).
 
-TAO gives one confidence per box (YOLOv4's objectness × class probability for the predicted class),
-not a distribution. alloop builds ``probs`` as ``p`` for the predicted class, ``1 − p`` for
-background and 0 for the other classes, and ``objectness = p``. See docs/tao.md for which scores
-stay meaningful.
+TAO's NMS is per class, so one box comes out once per class with s_k = σ(objectness)·σ(class k);
+alloop merges those lines into one detection whose ``probs`` hold each s_k and background
+1 − Σ s_k (:func:`.results.detections_from_boxes`). See docs/tao.md for what the scores see.
 
-Modules: :mod:`.config` (options), :mod:`.anchors`, :mod:`.spec` (experiment spec), :mod:`.paths`
-(what TAO's shell layers can pass), :mod:`.command` (launcher/docker command lines, mounts),
+Modules: :mod:`.config` (options), :mod:`.anchors`, :mod:`.start` (resume or not, which anchors),
+:mod:`.spec` (experiment spec), :mod:`.labels` (the export as TAO reads it), :mod:`.paths` (what
+TAO's shell layers can pass), :mod:`.command` (launcher/docker command lines, mounts files),
 :mod:`.runner` (running and streaming), :mod:`.results` (checkpoints, training log, inference
 boxes), :mod:`.staging` (images), :mod:`.record` (alloop's sidecars), :mod:`.trainer`.
 """

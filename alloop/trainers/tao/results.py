@@ -139,6 +139,19 @@ def check_run_finished(checkpoints: Mapping[int, Path], history: Sequence[Mappin
     )
 
 
+def pick_checkpoint(checkpoints: Mapping[int, Path], history: Sequence[Mapping[str, float]], how: str) -> int:
+    """The epoch of the model to use: the ``last`` saved, or the saved one of ``best`` TAO validation mAP."""
+    last = max(checkpoints)
+    if how == "last":
+        return last
+    scored = [(row[k], int(row.get("epoch", -1))) for row in history if (k := map_key(row))]
+    scored = [(m, e) for m, e in scored if e in checkpoints]  # TAO validates every epoch, saves fewer
+    if not scored:
+        log.warning("tao: no validation mAP for a saved epoch in TAO's log; using the last model")
+        return last
+    return max(scored)[1]
+
+
 def validation_map50(history: Sequence[Mapping[str, float]], epoch: int) -> float | None:
     for row in history:
         k = map_key(row)

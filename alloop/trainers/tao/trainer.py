@@ -31,7 +31,7 @@ from alloop.trainers.tao.results import (
     check_run_finished,
     detections_from_boxes,
     find_checkpoints,
-    map_key,
+    pick_checkpoint,
     read_training_log,
     validation_map50,
 )
@@ -154,14 +154,14 @@ class TaoTrainer:
         checkpoints = find_checkpoints(results / "weights")
         if not checkpoints:
             raise TrainerError(
-                f"TAO train finished but wrote no model in {results / 'weights'}; "
-                f"see {out_dir / 'logs' / 'train.log'}"
+                f"TAO train finished but wrote no model in {results / 'weights'}: the launcher exits 0 also "
+                f"when it fails before starting the task; its error is in {out_dir / 'logs' / 'train.log'}"
             )
         csv_log = results / f"{NETWORKS[cfg.network].prefix}_training_log_{self._arch_name()}.csv"
         history = read_training_log(csv_log)
         check_run_finished(checkpoints, history, num_epochs, spec=spec,
                            log_file=out_dir / "logs" / "train.log")
-        epoch = self._pick(checkpoints, history)
+        epoch = pick_checkpoint(checkpoints, history, cfg.checkpoint)
         checkpoint = checkpoints[epoch]
         tao_map = validation_map50(history, epoch)
         sidecar = {
@@ -206,17 +206,6 @@ class TaoTrainer:
         cfg = self.config
         depths = NETWORKS[cfg.network].archs[cfg.arch]
         return f"{cfg.arch}{cfg.nlayers}" if depths is not None else cfg.arch
-
-    def _pick(self, checkpoints: Mapping[int, Path], history: Sequence[Mapping[str, float]]) -> int:
-        last = max(checkpoints)
-        if self.config.checkpoint == "last":
-            return last
-        scored = [(row[k], int(row.get("epoch", -1))) for row in history if (k := map_key(row))]
-        scored = [(m, e) for m, e in scored if e in checkpoints]
-        if not scored:
-            log.warning("tao: no validation mAP for a saved epoch in TAO's log; using the last model")
-            return last
-        return max(scored)[1]
 
     def _command(
         self, task: str, args: list[str], mounts: list[Path], work: Path
