@@ -26,6 +26,7 @@ Import rules (documented in the CLI help as well):
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
@@ -44,6 +45,9 @@ _REGION_TYPES = {
 }
 _MIN_REGION_KEYS = ("polygonlabels", "brushlabels", "keypointlabels", "ellipselabels")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+DOCUMENT_ROOT_ENV = "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
+LOCAL_FILES_URL = "/data/local-files/?d="
+CLOUD_SCHEMES = ("s3://", "gs://")
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -277,17 +281,42 @@ def image_root_of(item: BatchItem) -> Path:
     return root
 
 
-def image_url(item: BatchItem, prefix: str | None) -> str:
+def document_root(explicit: str | Path | None = None) -> Path:
+    """Label Studio's local-files document root: ``explicit``, else $LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, else ``/``.
+
+    ``/`` is Label Studio's own default when the variable is unset.
+    """
+    value = explicit if explicit is not None else os.environ.get(DOCUMENT_ROOT_ENV) or "/"
+    return Path(os.path.abspath(os.path.expanduser(str(value))))
+
+
+def local_files_path(path: Path, root: Path) -> str | None:
+    """``path`` relative to the document root as ``?d=`` wants it (posix), or None when outside it."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        rel = absolute.relative_to(root)
+    except ValueError:
+        return None
+    return rel.as_posix()
+
+
+def image_url(item: BatchItem, prefix: str | None, root: Path | None = None) -> str:
     """The URL Label Studio loads the image from.
 
-    Without a prefix: Label Studio local storage, ``?d=`` being relative to its document root,
-    which must be a *parent* of the storage folder (Label Studio refuses a storage path equal to
-    the document root), so the document root is the image root's parent.
+    With a prefix: ``prefix/<file_name>``; ``s3://`` and ``gs://`` prefixes are left unescaped (Label
+    Studio signs them through the project's cloud storage). Without one: Label Studio local storage,
+    ``/data/local-files/?d=<image path under the document root>``. The whole path under the
+    document root goes into the URL, so two projects whose folders share a name never share URLs.
+    An image outside the document root falls back to the path under ``/`` (Label Studio's default root).
     """
-    rel = quote(item.file_name)
     if prefix:
-        return prefix.rstrip("/") + "/" + rel
-    return "/data/local-files/?d=" + quote(image_root_of(item).name) + "/" + rel
+        if prefix.startswith(CLOUD_SCHEMES):
+            return prefix.rstrip("/") + "/" + item.file_name
+        return prefix.rstrip("/") + "/" + quote(item.file_name)
+    rel = local_files_path(item.path, root or document_root())
+    if rel is None:
+        rel = local_files_path(item.path, Path("/"))
+    return LOCAL_FILES_URL + quote(rel)
 
 
 def result_item(box: Box, width: int, height: int, rid: str) -> dict:
@@ -309,7 +338,15 @@ def result_item(box: Box, width: int, height: int, rid: str) -> dict:
 
 
 def labeling_config(classes: Sequence[str]) -> str:
-    """The Label Studio labeling interface for the project's classes (boxes can't be rotated)."""
+    """The Label Studio labeling interface for the project's classes (boxes can't be rotated).
+
+    Never without a ``<Label>``: nobody could draw a box in such a project.
+    """
+    if not classes:
+        raise LabelError(
+            "the project has no classes, so Label Studio would offer no label to draw; "
+            "give them to init with --classes, e.g. --classes apple,leaf"
+        )
     labels = "\n".join(f"    <Label value={quoteattr(c)}/>" for c in classes)
     return (
         "<View>\n"
@@ -321,20 +358,19 @@ def labeling_config(classes: Sequence[str]) -> str:
     )
 
 
-def write_batch(
+def batch_tasks(
     items: Sequence[BatchItem],
-    out_dir: Path,
     *,
     classes: Sequence[str],
     model_version: str | None = None,
     image_url_prefix: str | None = None,
-    **_: object,
-) -> Path:
-    """``tasks.json`` + ``labeling_config.xml`` + ``README.txt``; returns tasks.json."""
+    root: Path | None = None,
+) -> list[dict]:
+    """One Label Studio task per item: the image URL, alloop's name for it, the model's boxes as a prediction."""
     known = set(classes)
     tasks = []
     for i, it in enumerate(items):
-        data: dict = {"image": image_url(it, image_url_prefix), "alloop_file": it.file_name}
+        data: dict = {"image": image_url(it, image_url_prefix, root), "alloop_file": it.file_name}
         if it.score is not None and math.isfinite(it.score):
             data["alloop_score"] = float(it.score)
         task: dict = {"data": data}
@@ -352,27 +388,55 @@ def write_batch(
                 prediction["score"] = sum(scores) / len(scores)
             task["predictions"] = [prediction]
         tasks.append(task)
-    (out_dir / "labeling_config.xml").write_text(labeling_config(classes), encoding="utf-8")
-    root = image_root_of(items[0]) if items else Path("<image root>")
+    return tasks
+
+
+def write_batch(
+    items: Sequence[BatchItem],
+    out_dir: Path,
+    *,
+    classes: Sequence[str],
+    model_version: str | None = None,
+    image_url_prefix: str | None = None,
+    **_: object,
+) -> Path:
+    """``tasks.json`` + ``labeling_config.xml`` + ``README.txt``; returns tasks.json.
+
+    A project without classes gets no labeling_config.xml (a config without ``<Label>`` lets nobody
+    draw a box); its README says how to give the classes.
+    """
+    tasks = batch_tasks(items, classes=classes, model_version=model_version, image_url_prefix=image_url_prefix)
+    config_file = out_dir / "labeling_config.xml"
+    if classes:
+        config_file.write_text(labeling_config(classes), encoding="utf-8")
+        step1 = "1. Create a project; Settings -> Labeling Interface -> Code: paste labeling_config.xml.\n"
+    else:
+        config_file.unlink(missing_ok=True)
+        step1 = ("1. The project has no classes yet, so there is no labeling_config.xml: Label Studio needs "
+                 "its labels. Create the project with `alloop init ... --classes apple,leaf`.\n")
+    image_root = image_root_of(items[0]) if items else Path("<image root>")
     if image_url_prefix:
         serve = (
             f"Serve the image root so that {image_url_prefix.rstrip('/')}/<file> is each image, e.g. "
-            f"`cd {root} && python -m http.server <port>`."
+            f"`cd {image_root} && python -m http.server <port>`."
         )
     else:
+        root = document_root()
+        if items and local_files_path(items[0].path, root) is None:
+            root = Path("/")
         serve = (
             "Image URLs point at Label Studio local storage: start Label Studio with "
-            "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
-            f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root.parent} and add a Local Storage with the "
-            f"absolute path {root} (or re-export with an image URL prefix and serve {root} with "
-            "`python -m http.server`)."
+            f"LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true {DOCUMENT_ROOT_ENV}={root} and add a Local "
+            f"Storage with the absolute path {image_root} (or let `alloop labelstudio push` do all of this, "
+            f"or re-export with an image URL prefix and serve {image_root} with `python -m http.server`)."
         )
     (out_dir / "README.txt").write_text(
         "Label Studio batch written by alloop.\n"
-        "1. Create a project; Settings -> Labeling Interface -> Code: paste labeling_config.xml.\n"
+        f"{step1}"
         f"2. {serve}\n"
         "3. Import tasks.json. The model's boxes appear as predictions: correct them, then Submit.\n"
-        "4. Export -> JSON, and give that file to `alloop step --labels <file>`.\n",
+        "4. Export (JSON, JSON-MIN, COCO, Pascal VOC or YOLO; the zip as it downloads), and give that file "
+        "to `alloop step --labels <file>`.\n",
         encoding="utf-8",
     )
     return write_json(tasks, out_dir / "tasks.json")

@@ -12,6 +12,7 @@ import pytest
 from alloop.boxes import Box, ImageAnnotation
 from alloop.errors import LabelError
 from alloop.formats import BatchItem, export_batch, read_labels, sniff_format
+from alloop.formats.labelstudio import labeling_config
 
 from .conftest import CLASSES, DATA, assert_same
 
@@ -50,7 +51,8 @@ def _as_label_studio_export(tasks: list[dict], *, keep_alloop_file: bool = True)
     return out
 
 
-def test_export_shape(tmp_path, image_root, labeled) -> None:
+def test_export_shape(tmp_path, image_root, labeled, monkeypatch) -> None:
+    monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(tmp_path))
     path = export_batch("labelstudio", _items(image_root, labeled), tmp_path / "b", classes=CLASSES,
                         model_version="iteration-2")
     tasks = json.loads(path.read_text())
@@ -75,14 +77,56 @@ def test_export_shape(tmp_path, image_root, labeled) -> None:
     assert (rl.get("name"), rl.get("toName")) == ("label", "image")
     assert [lab.get("value") for lab in rl.findall("Label")] == list(CLASSES)
     readme = (tmp_path / "b" / "README.txt").read_text()
-    assert f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={image_root.parent} " in readme
+    assert f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={tmp_path} " in readme
     assert f"Local Storage with the absolute path {image_root} " in readme
 
 
-def test_export_without_model_has_no_predictions(tmp_path, image_root) -> None:
+def test_export_without_model_has_no_predictions(tmp_path, image_root, monkeypatch) -> None:
+    monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(tmp_path))
     items = [BatchItem("apple_004.png", image_root / "apple_004.png", 320, 240)]
     tasks = json.loads(export_batch("labelstudio", items, tmp_path / "b", classes=CLASSES).read_text())
     assert tasks == [{"data": {"image": "/data/local-files/?d=images/apple_004.png", "alloop_file": "apple_004.png"}}]
+
+
+def test_local_file_urls_of_two_projects_never_collide(tmp_path, monkeypatch) -> None:
+    """Two projects whose image folders are both called ``images`` (issue 17, item 6)."""
+    monkeypatch.delenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", raising=False)
+    urls = []
+    for name in ("farm_a", "farm_b"):
+        root = tmp_path / name / "images"
+        path = export_batch("labelstudio", [BatchItem("a.jpg", root / "a.jpg", 10, 10)], tmp_path / name / "b",
+                            classes=CLASSES)
+        urls.append(json.loads(path.read_text())[0]["data"]["image"])
+    # Without the variable the document root is Label Studio's default, /: the whole path is in the URL.
+    assert urls == [f"/data/local-files/?d={str(tmp_path / n / 'images' / 'a.jpg').lstrip('/')}"
+                    for n in ("farm_a", "farm_b")]
+    readme = (tmp_path / "farm_a" / "b" / "README.txt").read_text()
+    assert "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=/ " in readme
+
+
+def test_images_outside_the_document_root_fall_back_to_slash(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(tmp_path / "elsewhere"))
+    root = tmp_path / "images"
+    path = export_batch("labelstudio", [BatchItem("a.jpg", root / "a.jpg", 10, 10)], tmp_path / "b", classes=CLASSES)
+    assert json.loads(path.read_text())[0]["data"]["image"] == "/data/local-files/?d=" + str(root / "a.jpg").lstrip("/")
+    assert "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=/ " in (tmp_path / "b" / "README.txt").read_text()
+
+
+@pytest.mark.parametrize("prefix", ["s3://bucket/orchard", "gs://bucket/orchard/"])
+def test_cloud_prefixes_are_not_escaped(tmp_path, image_root, prefix) -> None:
+    items = [BatchItem("row 1/a+b.jpg", image_root / "row 1/a+b.jpg", 10, 10)]
+    path = export_batch("labelstudio", items, tmp_path / "b", classes=CLASSES, image_url_prefix=prefix)
+    assert json.loads(path.read_text())[0]["data"]["image"] == prefix.rstrip("/") + "/row 1/a+b.jpg"
+
+
+def test_no_classes_never_gives_an_empty_label_list(tmp_path, image_root) -> None:
+    """Issue 17 item 4: init without --classes wrote a labeling config nobody could label with."""
+    items = [BatchItem("a.jpg", image_root / "a.jpg", 10, 10)]
+    export_batch("labelstudio", items, tmp_path / "b", classes=())
+    assert not (tmp_path / "b" / "labeling_config.xml").exists()
+    assert "no classes yet" in (tmp_path / "b" / "README.txt").read_text()
+    with pytest.raises(LabelError, match="no classes.*--classes apple,leaf"):
+        labeling_config(())
 
 
 def test_export_with_url_prefix(tmp_path, image_root) -> None:
