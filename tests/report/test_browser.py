@@ -105,8 +105,7 @@ def test_iteration_zero_report_renders_in_chromium(report_project, tmp_path):
 def test_screenshot_of_a_section(report_project, tmp_path):
     from PIL import Image
 
-    from alloop.report.chromium import screenshot
-
+    screenshot = _chromium.screenshot
     page = write_report(report_project(steps=1), 1)
     whole = screenshot(page, tmp_path / "top.png", width=1000, height=700)
     batch = screenshot(page, tmp_path / "batch.png", width=1000, section="batch")
