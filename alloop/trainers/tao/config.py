@@ -20,6 +20,7 @@ from alloop.trainers.options import (
     option,
     validate,
 )
+from alloop.trainers.tao.paths import SAFE_CHARS, UNSAFE_CHAR
 
 DEFAULT_IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:5.0.0-tf1.15.5"  # the tf1 image the launcher maps yolo_v4 to
 RUNNERS = ("launcher", "docker")
@@ -107,6 +108,18 @@ def _anchors(name: str, value: Any) -> str | tuple[tuple[float, float], ...]:
     return pairs
 
 
+def _shell_words(name: str, value: Any) -> Any:
+    """Words TAO's two ``bash -c`` layers pass through unchanged (the rule of :mod:`.paths`)."""
+    for word in (value,) if isinstance(value, str) else value:
+        m = UNSAFE_CHAR.search(word)
+        if m:
+            raise ConfigError(
+                f"{name} {word!r} contains {m.group()!r}, which TAO's `bash -c` layers would split or "
+                f"reinterpret; use only {SAFE_CHARS}"
+            )
+    return value
+
+
 _PATH = NameOrPath("a file path or none")
 _SIZE = checks(Int(32), _multiple_of_32)
 _RATE = Float(0.0, 1.0, open_low=True)
@@ -146,7 +159,9 @@ class TaoConfig:
     arch: str = option("resnet", "backbone (see nlayers)", Text(nonempty=True))
     nlayers: int = option(18, "backbone depth (resnet 10/18/34/50/101, vgg 16/19, darknet 19/53...)", Int(1))
     key: str = option(
-        "nvidia_tlt", 'model key for -k (needed for .tlt models of TAO < 5; "" omits -k)', Text()
+        "nvidia_tlt",
+        'model key for -k (needed for .tlt models of TAO < 5; "" omits -k)',
+        checks(Text(), _shell_words),
     )
     epochs: int = option(50, "epochs per run; a resumed run adds them to the checkpoint's epoch", Int(1))
     batch_size: int = option(8, "batch_size_per_gpu", Int(1))
@@ -196,7 +211,9 @@ class TaoConfig:
     gpu_index: tuple[int, ...] | None = option(
         None, "which GPUs (--gpu_index, or docker --gpus device=...)", _gpu_index
     )
-    extra_args: tuple[str, ...] = option((), 'appended to the train command, e.g. ["--use_amp"]', Strings())
+    extra_args: tuple[str, ...] = option(
+        (), 'appended to the train command, e.g. ["--use_amp"]', checks(Strings(), _shell_words)
+    )
     spec_template: str | None = option(
         None, "your own Jinja2 spec template (a copy of tao_specs/yolo_v4.txt.j2)", _PATH
     )

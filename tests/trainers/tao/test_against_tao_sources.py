@@ -165,6 +165,15 @@ def test_paths_the_shell_layers_would_change_are_refused(tmp_path, name):
     assert str(path) in msg and "move or rename it" in msg and "letters, digits" in msg
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"key": "my key"}, r"key 'my key' contains ' '"),
+    ({"extra_args": ["--log_file", "/tmp/a;b"]}, r"extra_args '/tmp/a;b' contains ';'"),
+])
+def test_options_that_reach_tao_s_shell_are_plain_words(options, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_mapping(TaoConfig, options, where="test")
+
+
 def test_an_unsafe_project_path_is_refused_before_tao_runs(tmp_path, pair, monkeypatch):
     record = tmp_path / "calls.jsonl"
     monkeypatch.setenv("FAKE_TAO_RECORD", str(record))
