@@ -12,13 +12,12 @@ import numpy as np
 from alloop import formats
 from alloop.boxes import Detections, detections_to_boxes
 from alloop.device import resolve_device
-from alloop.errors import ConfigError
 from alloop.loop.embed import pool_embeddings
 from alloop.loop.records import ExportInfo, SelectInfo, StepSelectInfo, tag_name
 from alloop.loop.runner import Record, Turn
 from alloop.predictions import load_predictions
 from alloop.project import Project, ProjectConfig
-from alloop.select import Selection, SelectionInputs, available_methods, select, selectors
+from alloop.select import Selection, SelectionInputs, select, selector_for
 from alloop.select.base import truncate
 from alloop.select.budget import box_costs, prefix_within
 from alloop.store import ImageRow, Store, TagMember
@@ -32,14 +31,13 @@ PREDICTED_CLASS_THRESHOLD = 0.5
 
 
 def check_method(method: str) -> None:
-    """Refuse an unknown selection method, naming the known ones."""
-    if method not in available_methods():
-        raise ConfigError(f"unknown selection method {method!r}; choose one of {', '.join(available_methods())}")
+    """Refuse an unknown selection method (a registered name or a term spec), naming the known ones."""
+    selector_for(method)
 
 
 def method_options(cfg: ProjectConfig, method: str) -> dict[str, Any]:
     """The options in alloop.toml's [selection] options that ``method`` knows."""
-    known = selectors()[method].defaults
+    known = selector_for(method).defaults
     return {k: v for k, v in cfg.selection_options.items() if k in known}
 
 
@@ -118,7 +116,7 @@ def select_rows(
     cfg = project.config
     store = project.store
     emb, key = None, None
-    if "embeddings" in available_methods()[method]:
+    if "embeddings" in selector_for(method).needs:
         emb, key, _ = pool_embeddings(project, rows, progress=progress, checkpoint=checkpoint)
     scores = None
     if score is not None:

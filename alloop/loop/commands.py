@@ -14,7 +14,7 @@ from alloop.loop.records import tag_name
 from alloop.loop.report import write_report_page
 from alloop.project import Project
 from alloop.score import parse_score_spec
-from alloop.select import Selection, available_methods, selectors
+from alloop.select import Selection, selector_for
 from alloop.store import Iteration
 
 
@@ -43,7 +43,7 @@ def reselect(
         method = method or (latest.method if it > 0 else project.config.init_method)
         check_method(method)
         score = score or latest.score_spec or project.config.score
-        scored = "scores" in selectors()[method].uses and it > 0
+        scored = "scores" in selector_for(method).uses and it > 0
         _check_scores(project, it, method, score, scored)
         rows = [r for r in store.images() if r.state == "ok"]
         blocked = store.labeled_ids() | (store.queued_ids() - {m.image_id for m in old})
@@ -71,7 +71,7 @@ def _latest_finished(project: Project) -> Iteration:
 
 def _check_scores(project: Project, iteration: int, method: str, score: str, scored: bool) -> None:
     """Refuse a method that needs scores before any exist, or a score the iteration did not compute."""
-    if "scores" in available_methods()[method] and iteration == 0:
+    if "scores" in selector_for(method).needs and iteration == 0:
         raise ProjectError(f"{project.root}: {method} needs uncertainty scores; they exist after the first step")
     if scored:
         parse_score_spec(score)

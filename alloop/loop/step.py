@@ -22,7 +22,7 @@ from alloop.loop.runner import StageRunner, Turn
 from alloop.loop.score import score_pool
 from alloop.loop.train import LabeledSet, build_trainer, train_model
 from alloop.project import Project
-from alloop.select import selectors
+from alloop.select import selector_for
 from alloop.store import now
 
 log = logging.getLogger("alloop")
@@ -93,7 +93,7 @@ def step(
         checkpoint = project.root / (trained.checkpoint or store.iteration(it).checkpoint)
         stages.run("evaluate", partial(evaluate_model, turn, trainer, checkpoint, data, classes))
         # Pool predictions feed the scores, the pre-annotations and the report.
-        pool = turn.candidates() if infer_pool or "scores" in selectors()[plan.method].uses else []
+        pool = turn.candidates() if infer_pool or "scores" in selector_for(plan.method).uses else []
         stages.run("infer", partial(predict_pool, turn, trainer, checkpoint, pool, len(classes), plan.score))
         stages.run("score", partial(score_pool, turn, plan.score))
         stages.run("select", partial(select_next_batch, turn, method=plan.method, score=plan.score, n=plan.n,

@@ -23,31 +23,32 @@ import pandas as pd
 from alloop.boxes import Detections, ImageAnnotation
 from alloop.embed.cache import load_cached_embeddings
 from alloop.errors import ProjectError
+from alloop.loop.batch import PREDICTED_CLASS_THRESHOLD
+from alloop.loop.records import (
+    EvaluateInfo,
+    TrainInfo,
+    embedder_of,
+    info_of,
+    read_stages,
+    stage_kinds,
+    tag_name,
+)
 from alloop.predictions import load_predictions
 from alloop.project import Project
 from alloop.store import ImageRow, Iteration, Store, now
 
 log = logging.getLogger("alloop")
 
-# Same names as alloop.loop (not imported: the loop imports this package lazily, never the reverse).
-INIT_TAG = "initial-selection"
-# Predicted boxes at or above this score count as "predicted objects" in the class counts
-# (the loop uses the same cut-off for the predicted-class balance of coral).
-PREDICTION_THRESHOLD = 0.5
+# Predicted boxes at or above this score count as "predicted objects" (the loop's cut-off for coral's
+# predicted-class balance and box budgets).
+PREDICTION_THRESHOLD = PREDICTED_CLASS_THRESHOLD
 # The map stays readable and fast for huge pools: pool points beyond this are subsampled
 # (labeled and selected images are always drawn).
 MAP_MAX_POINTS = 20_000
-# The loop's stages in the order they run (init's, then step's), for the timings table.
-STAGE_ORDER = ("register", "embed", "import", "train", "evaluate", "infer", "score", "select", "export", "report")
 SIMULATION_CURVES = Path("simulation") / "curves.csv"  # under the project's artifacts/
 # Optional: one row per image, ``path,slice`` (a scene type, a site...); `alloop simulate` writes it
 # from the ground truth's per-image "scene" so the report can show where each batch went.
 SLICES_FILE = Path("simulation") / "slices.csv"
-
-
-def tag_name(iteration: int) -> str:
-    """The tag of the batch selected in ``iteration`` (as in :func:`alloop.loop.tag_name`)."""
-    return INIT_TAG if iteration == 0 else f"iteration-{iteration}"
 
 
 @dataclass(frozen=True)
@@ -316,12 +317,13 @@ def gather_report_data(project: Project, iteration: int) -> ReportData:
     embedding_map = _embedding_map(project, iteration, images, labeled_now, set(selected_ids), notes)
     class_rows = _class_rows(iteration, classes, annotations, labeled_now, detections, record, previous, notes)
 
-    stages = store.stages(iteration)
-    timings = [StageTiming(name, info.get("seconds"), info.get("finished_at")) for name, info in stages.items()]
+    stages = read_stages(iteration, store.stages(iteration))  # in the order they run
+    timings = [StageTiming(name, r.seconds, r.finished_at) for name, r in stages.items()]
     timings += [StageTiming(name, seconds, None) for name, seconds in record.timings.items() if name not in stages]
-    timings.sort(key=lambda t: (STAGE_ORDER.index(t.stage) if t.stage in STAGE_ORDER else len(STAGE_ORDER),
-                                t.finished_at or ""))
-    training = tuple(dict(h) for h in stages.get("train", {}).get("info", {}).get("history", []) or [])
+    order = list(stage_kinds(iteration))
+    timings.sort(key=lambda t: order.index(t.stage) if t.stage in order else len(order))  # stable: keeps the rest
+    trained = info_of(stages, "train", TrainInfo)
+    training = tuple(dict(h) for h in trained.history) if trained else ()
 
     return ReportData(
         project_name=project.root.resolve().name,
@@ -469,10 +471,9 @@ def _score_distribution(
 def _embedder_key(store: Store, iteration: int) -> str | None:
     # The latest stage at or before this iteration that recorded which embedder it used.
     for it in sorted((it.n for it in store.iterations() if it.n <= iteration), reverse=True):
-        for info in store.stages(it).values():
-            key = info.get("info", {}).get("embedder")
-            if key:
-                return str(key)
+        key = embedder_of(read_stages(it, store.stages(it)))
+        if key:
+            return key
     return None
 
 
@@ -571,9 +572,11 @@ def _class_rows(
             labels = labels[(labels >= 0) & (labels < len(classes))]
             counts += np.bincount(labels, minlength=len(classes))[: len(classes)]
         predicted.update({c: int(v) for c, v in zip(classes, counts)})
-    ap50 = record.metrics.get("per_class_ap50", {}) or {}
-    ap = record.metrics.get("per_class_ap", {}) or {}
-    prev50 = (previous.metrics.get("per_class_ap50", {}) or {}) if previous else {}
+    # An iteration's metrics are its evaluate stage's info.
+    measured = EvaluateInfo.from_json(record.metrics)
+    ap50 = measured.per_class_ap50 or {}
+    ap = measured.per_class_ap or {}
+    prev50 = (EvaluateInfo.from_json(previous.metrics).per_class_ap50 or {}) if previous else {}
     if not labeled_boxes:
         notes["classes"] = "No classes known yet: they come with the first label file."
     if not ap50:

@@ -1,7 +1,7 @@
 """A hand-built project for report tests: images, tags, labels, metrics, predictions, embeddings.
 
-Nothing is trained: the store is filled through its own API the way ``alloop.loop`` fills it, so
-the report sees exactly the shapes a real run leaves behind.
+Nothing is trained: the store is filled through its own API the way ``alloop.loop`` fills it, with
+the loop's own stage infos and tag names, so the report sees exactly the shapes a real run leaves behind.
 """
 
 from __future__ import annotations
@@ -15,6 +15,20 @@ import pytest
 from PIL import Image
 
 from alloop.boxes import Box, Detections, ImageAnnotation
+from alloop.loop.records import (
+    INIT_TAG,
+    EmbedInfo,
+    EvaluateInfo,
+    ExportInfo,
+    ImportInfo,
+    InferInfo,
+    RegisterInfo,
+    ScoreInfo,
+    SelectInfo,
+    StepSelectInfo,
+    TrainInfo,
+    tag_name,
+)
 from alloop.predictions import save_predictions
 from alloop.project import Project, ProjectConfig
 
@@ -64,9 +78,9 @@ def build_project(
 
     # iteration 0: register, embed, select (coreset: distances, no scores), export
     store.start_iteration(0, method="coreset", score_spec=None, config={"n": BATCH, "method": "coreset"})
-    for stage, info in (("register", {"images": len(images)}), ("embed", {"embedder": EMBEDDER_KEY}),
-                        ("select", {"selected": BATCH}), ("export", {"files": []})):
-        store.finish_stage(0, stage, seconds=0.5, info=info)
+    for stage, info in (("register", RegisterInfo(images=len(images))), ("embed", EmbedInfo(embedder=EMBEDDER_KEY)),
+                        ("select", SelectInfo(selected=BATCH, method="coreset")), ("export", ExportInfo())):
+        store.finish_stage(0, stage, seconds=0.5, info=info.to_json())
     if embeddings:
         directory = project.embeddings_dir(EMBEDDER_KEY)
         directory.mkdir(parents=True)
@@ -74,7 +88,7 @@ def build_project(
         np.save(directory / "shard-00000.npy", vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
         store.add_embedding_rows(EMBEDDER_KEY, "shard-00000.npy", [r.sha256 for r in images])
     batch0 = images[:BATCH]
-    store.create_tag("initial-selection", iteration=0, method="coreset",
+    store.create_tag(INIT_TAG, iteration=0, method="coreset",
                      members=[(r.id, float("inf") if k == 0 else 1.0 / k, None) for k, r in enumerate(batch0)])
     store.update_iteration(0, status="done", n_labeled=0, timings={"register": 0.5, "embed": 0.5})
 
@@ -89,15 +103,14 @@ def build_project(
         store.start_iteration(it, method="coral", score_spec=SCORE, config=config)
         store.write_labels(anns, iteration=it, source="labels.json")
         labeled = store.labeled_ids()
-        store.finish_stage(it, "import", seconds=0.1, info={"new": len(anns)})
-        store.finish_stage(it, "train", seconds=12.0, info={
-            "checkpoint": f"artifacts/checkpoints/iteration-{it}/model.pt",
-            "history": [{"epoch": float(e), "loss": 1.0 / (e + 1), "val_map50": 0.1 * e} for e in range(4)],
-        })
+        store.finish_stage(it, "import", seconds=0.1, info=ImportInfo(new=len(anns)).to_json())
+        history = tuple({"epoch": float(e), "loss": 1.0 / (e + 1), "val_map50": 0.1 * e} for e in range(4))
+        trained = TrainInfo(checkpoint=f"artifacts/checkpoints/iteration-{it}/model.pt", history=history)
+        store.finish_stage(it, "train", seconds=12.0, info=trained.to_json())
         map50, map_ = round(0.3 + 0.15 * it, 4), round(0.15 + 0.1 * it, 4)
         per50 = {c: map50 - 0.05 * k for k, c in enumerate(classes)}
         per = {c: map_ - 0.05 * k for k, c in enumerate(classes)}
-        metrics = {"map50": map50, "map": map_, "per_class_ap50": per50, "per_class_ap": per}
+        metrics = EvaluateInfo(map50=map50, map=map_, per_class_ap50=per50, per_class_ap=per).to_json()
         store.finish_stage(it, "evaluate", seconds=1.0, info=metrics)
         store.update_iteration(it, map50=map50, map=map_, metrics=metrics, n_labeled=len(labeled),
                                n_train=len(store.labeled_ids("train")), n_val=len(store.labeled_ids("val")))
@@ -105,17 +118,18 @@ def build_project(
         if predictions:
             dets = [_detections(rng, 1 + k % 3, len(classes), r.width, r.height) for k, r in enumerate(candidates)]
             save_predictions(project.predictions_file(it), [r.id for r in candidates], dets, num_classes=len(classes))
-            store.finish_stage(it, "infer", seconds=2.0, info={"images": len(candidates)})
+            store.finish_stage(it, "infer", seconds=2.0, info=InferInfo(images=len(candidates)).to_json())
         values = rng.uniform(0, 1, len(candidates)).astype(np.float32)
         store.write_scores(it, SCORE, [r.id for r in candidates], values)
         store.write_scores(it, "margin:max", [r.id for r in candidates], 1 - values)
-        store.finish_stage(it, "score", seconds=0.2, info={"scores": [SCORE, "margin:max"]})
+        store.finish_stage(it, "score", seconds=0.2, info=ScoreInfo(scores=(SCORE, "margin:max")).to_json())
         order = np.argsort(-values)[:BATCH]
         picked = [candidates[int(i)] for i in order]
         members = [(r.id, 0.5 - 0.1 * k, float(values[int(i)])) for k, (r, i) in enumerate(zip(picked, order))]
-        store.create_tag(f"iteration-{it}", iteration=it, method="coral", members=members,
+        store.create_tag(tag_name(it), iteration=it, method="coral", members=members,
                          options={"alpha": 0.5, "score": SCORE})
-        store.finish_stage(it, "select", seconds=0.3, info={"selected": BATCH})
+        selected = StepSelectInfo(selected=BATCH, method="coral", score=SCORE, options={"alpha": 0.5})
+        store.finish_stage(it, "select", seconds=0.3, info=selected.to_json())
         store.update_iteration(it, status="done")
         previous = picked
     if baseline:
