@@ -255,8 +255,11 @@ def read(path: Path, *, classes: Sequence[str] = (), **_: object) -> ParsedLabel
     """Parse a KITTI label dir (dataset root with labels/ or <subset>/label_2/, the label dir, or one .txt)."""
     files = _label_files(path)
     dirs = [path.parent] if path.is_file() else _label_dirs(path)
-    empty = {d: _unlabeled_images(d, {f.relative_to(d).with_suffix("").as_posix() for f in files
-                                        if f.is_relative_to(d)}) for d in dirs}
+    # One label file names one image; a folder in KITTI's own layout also lists its images without labels.
+    empty = {} if path.is_file() else {
+        d: _unlabeled_images(d, {f.relative_to(d).with_suffix("").as_posix() for f in files if f.is_relative_to(d)})
+        for d in dirs
+    }
     if not files and not any(empty.values()):
         raise LabelError(f"{path}: no .txt label files found; point --labels at the KITTI labels folder")
     parsed = ParsedLabels([])
