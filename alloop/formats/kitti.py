@@ -103,7 +103,7 @@ def _label_files(path: Path) -> list[Path]:
 def _first_fields(files: list[Path]) -> list[str] | None:
     for f in files[:50]:
         try:
-            with f.open("r", encoding="utf-8") as fh:
+            with f.open("r", encoding="utf-8-sig") as fh:
                 for line in fh:
                     if line.strip():
                         return line.split()
@@ -135,7 +135,7 @@ def _class_map(path: Path) -> dict[str, str]:
         f = folder / MAP_FILE
         if f.is_file():
             try:
-                data = json.loads(f.read_text(encoding="utf-8"))
+                data = json.loads(f.read_text(encoding="utf-8-sig"))
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
                 raise LabelError(f"{f}: not a valid class map ({e}); delete it or re-export") from e
             if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
@@ -180,7 +180,7 @@ def _aliases(names: set[str], classes: Sequence[str], mapping: dict[str, str]) -
 
 def _read_lines(f: Path) -> list[str]:
     try:
-        return f.read_text(encoding="utf-8").splitlines()
+        return f.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as e:
         raise LabelError(f"{f}: not UTF-8 text (byte {e.start}); save the label file as UTF-8") from e
     except OSError as e:

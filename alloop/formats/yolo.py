@@ -167,7 +167,7 @@ def sniff(path: Path) -> bool:
         return True
     for f in _label_files(path)[:50]:
         try:
-            first = next((ln for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()), None)
+            first = next((ln for ln in f.read_text(encoding="utf-8-sig").splitlines() if ln.strip()), None)
         except (OSError, UnicodeDecodeError):
             return False
         if first is None:

@@ -219,6 +219,15 @@ def test_constant_16th_field_on_ground_truth_is_accepted(tmp_path, images) -> No
     assert warnings == []
 
 
+def test_bom_is_not_part_of_the_class_name(tmp_path, images) -> None:
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "apple_004.txt").write_bytes(b"\xef\xbb\xbf" + LINE.encode() + b"\n")
+    assert sniff_format(tmp_path) == "kitti"
+    got, _ = _read(tmp_path, images, format="kitti")
+    assert got.images[0].boxes[0].label == "apple"
+
+
 def test_kitti_dontcare_placeholders_are_dropped(tmp_path, images) -> None:
     labels = tmp_path / "labels"
     labels.mkdir()
