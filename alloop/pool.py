@@ -155,8 +155,7 @@ def _orphans(project: Project) -> list[Finding]:
                                    "delete it, or rerun `alloop step` (it will be rebuilt)"))
     emb_root = project.artifacts / "embeddings"
     if emb_root.exists():
-        referenced = {(r[0], r[1]) for r in project.store.conn.execute(
-            "SELECT DISTINCT embedder_key, shard FROM embedding_index")}
+        referenced = project.store.embedding_shards()
         for key_dir in sorted(p for p in emb_root.iterdir() if p.is_dir()):
             for shard in sorted(key_dir.glob("shard-*.npy")):
                 if (key_dir.name, shard.name) not in referenced:

@@ -148,7 +148,9 @@ class LabelTables(Database):
 
 def _box(r: Sequence[Any]) -> Box:
     """A stored box from its row ``(x0, y0, x1, y1, class name, attributes_json)``."""
-    return Box(r[0], r[1], r[2], r[3], r[4], None, tuple(tuple(a) for a in json.loads(r[5])))
+    # Most boxes have no attributes: skip the JSON parser for them (a third of annotations()' time).
+    attributes = () if r[5] == "[]" else tuple(tuple(a) for a in json.loads(r[5]))
+    return Box(r[0], r[1], r[2], r[3], r[4], None, attributes)
 
 
 def _box_json(b: Box) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from alloop.store import MIGRATIONS, Store
 from alloop.summary import project_status
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "projects" / "abe5c67"
+NEW_INDEXES = {"images_state", "labels_split", "tag_members_image", "tag_members_order"}  # 0002_loop_indexes
 
 
 @pytest.fixture()
@@ -79,7 +80,7 @@ def test_old_project_opens_migrated_with_labels_and_tags_intact(old_project):
     finally:
         con.close()
     assert applied == [m.name for m in MIGRATIONS]
-    assert {"labels_split", "tag_members_image", "tag_members_order"} <= indexes  # 0002 applied to old data
+    assert NEW_INDEXES <= indexes
 
 
 def test_status_of_an_old_project(old_project):
@@ -121,4 +122,4 @@ def test_a_new_store_has_the_old_schema_plus_the_new_indexes(tmp_path):
     Store(tmp_path / "new.db", create=True).close()
     old, new = schema(FIXTURE / "project" / "alloop.db"), schema(tmp_path / "new.db")
     assert {k: new.get(k) for k in old} == old
-    assert set(new) - set(old) == {"labels_split", "tag_members_image", "tag_members_order"}
+    assert set(new) - set(old) == NEW_INDEXES
