@@ -462,6 +462,22 @@ def test_predict_refuses_a_checkpoint_of_other_classes(trained):
 # -- training ----------------------------------------------------------------------------------------
 
 
+def test_epoch_lines_name_each_metric(tmp_path, capsys):
+    """The per-epoch line says which mAP it shows (issue 19): mAP@0.5 and mAP@[.5:.95], never a bare 'val mAP'."""
+    train, val = dataset(tmp_path / "images")
+    trainer = TorchvisionTrainer(tiny(max_steps=1), CLASSES, "cpu")
+    result = trainer.train(train, val, tmp_path / "run", progress=True)
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch 1/1")]
+    map50, map_ = result.history[0]["val_map50"], result.history[0]["val_map"]
+    assert f"validation mAP@0.5 {map50:.3f}, mAP@[.5:.95] {map_:.3f}" in line
+    assert "val mAP" not in line
+
+    no_boxes = [make_example(tmp_path / "images", "bg.png", [], seed=5)]
+    trainer.train(train, no_boxes, tmp_path / "run2", progress=True)
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch 1/1")]
+    assert "validation mAP not measured (no held-out boxes)" in line
+
+
 def test_unknown_label_class_fails_before_any_work(tmp_path):
     root = tmp_path / "images"
     root.mkdir()

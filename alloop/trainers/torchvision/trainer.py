@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -88,89 +89,36 @@ class TorchvisionTrainer:
         out_dir.mkdir(parents=True, exist_ok=True)
         last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
         fingerprint = ckpt.fingerprint(cfg, self.classes, train, val, seed, resume_from)
-
         previous = ckpt.unfinished_state(last_path, fingerprint)
         if previous is not None and _finished(TrainState.from_checkpoint(previous), previous.get("stopped"), cfg):
             log.info("%s: this run is already complete (%s epochs)", out_dir, previous["epoch"])
             return _result(best_path, last_path, TrainState.from_checkpoint(previous), previous)
 
         torch.manual_seed(seed)
-        device = torch.device(self.device)
-        model = build_detector(
-            cfg.model, len(self.classes) + 1, weights=cfg.weights, backbone_weights=cfg.backbone_weights,
-            trainable_backbone_layers=cfg.trainable_backbone_layers,
-            load_weights=previous is None and resume_from is None, **cfg.frcnn_kwargs(),
-        )
-        extra: dict[str, Any] = {"n_train": len(train), "n_val": len(val), "last": str(last_path)}
-        if previous is not None:
-            model.load_state_dict(previous["model"])
-            log.info("%s: continuing the unfinished run after epoch %d", out_dir, previous["epoch"])
-            extra["continued_after_epoch"] = previous["epoch"]
-        elif resume_from is not None:
-            extra["resumed_from"] = str(resume_from)
-            extra["new_box_predictor"] = ckpt.init_from_checkpoint(model, Path(resume_from), self.classes)
-        model.to(device)
-
-        optimizer = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
-        total_steps = cfg.epochs * math.ceil(len(train) / cfg.batch_size)
-        if cfg.max_steps is not None:
-            total_steps = min(total_steps, cfg.max_steps)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, total_steps))
-        scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
-        state, history = TrainState(), []
-        if previous is not None:  # else a best.pt left by another run is overwritten after the first epoch
-            optimizer.load_state_dict(previous["optimizer"])
-            scheduler.load_state_dict(previous["scheduler"])
-            scaler.load_state_dict(previous["scaler"])
-            state, history = TrainState.from_checkpoint(previous), list(previous["history"])
-
+        model, extra = self._start_model(previous, resume_from, out_dir)
+        extra.update(n_train=len(train), n_val=len(val), last=str(last_path))
+        run = _Optimization.start(cfg, model, len(train), previous)
         loader_rng, aug_rng = torch.Generator(), torch.Generator()
-        workers = num_workers(cfg, device)
-        loader = torch.utils.data.DataLoader(
-            ExampleImages(train, train_targets), batch_size=cfg.batch_size, shuffle=True, generator=loader_rng,
-            num_workers=workers, persistent_workers=workers > 0, collate_fn=collate,
-            pin_memory=device.type == "cuda",
-        )
+        loader = self._loader(train, train_targets, loader_rng, model)
         base_size = model.transform.min_size[-1]
         train_sizes = jitter_sizes(base_size, cfg.scale_jitter) if cfg.augment else (base_size,)
         stopped: str | None = None
-        for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        for epoch in range(run.state.epoch + 1, cfg.epochs + 1):
             # Every random stream restarts from (seed, epoch): an interrupted run that continues
             # here draws exactly what the uninterrupted run would have drawn.
             torch.manual_seed(derive_seed(seed, epoch, 0))
             loader_rng.manual_seed(derive_seed(seed, epoch, 1))
             aug_rng.manual_seed(derive_seed(seed, epoch, 2))
-            started = time.perf_counter()
-            model.transform.min_size = train_sizes
-            bar = tqdm(total=len(loader), desc=f"train {epoch}/{cfg.epochs}", disable=None if progress else True,
-                       leave=False)
-            try:
-                losses = train_one_epoch(model, optimizer, scheduler, scaler, loader, cfg, state,
-                                         aug_rng=aug_rng if cfg.augment else None, bar=bar)
-            finally:
-                bar.close()
-                model.transform.min_size = (base_size,)
-            entry = {"epoch": float(epoch), "steps": float(state.steps), "lr": optimizer.param_groups[0]["lr"],
-                     **losses}
-            metric = None
-            if val:
-                metrics = validate(model, val, self.classes, cfg, progress=progress)
-                entry.update(metrics.as_dict("val_"))
-                metric = None if math.isnan(metrics.map) else metrics.map
-            entry["time_s"] = time.perf_counter() - started
-            history.append(entry)
+            entry, metric = self._epoch(model, run, loader, val, epoch, train_sizes,
+                                        aug_rng if cfg.augment else None, progress)
+            run.history.append(entry)
 
-            if state.record(epoch, metric) or state.best_metric is None:
+            if run.state.record(epoch, metric) or run.state.best_metric is None:
                 # Until a finite val mAP exists (no val set, or no boxes in it) the latest weights are "best".
                 ckpt.save(best_path, ckpt.checkpoint(model, cfg, self.classes, epoch, metric))
-            if cfg.max_steps is not None and state.steps >= cfg.max_steps:
-                stopped = "max_steps"
-            elif cfg.early_stopping_patience is not None and state.bad_epochs >= cfg.early_stopping_patience:
-                stopped = "early_stopping"
+            stopped = _stop_reason(run.state, cfg)
             last = ckpt.checkpoint(model, cfg, self.classes, epoch, metric)
-            last.update(state.as_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                        scaler=scaler.state_dict(), history=history, stopped=stopped, fingerprint=fingerprint,
-                        seed=seed)
+            last.update(run.as_dict(), stopped=stopped, fingerprint=fingerprint, seed=seed)
             ckpt.save(last_path, last)
             if progress:
                 tqdm.write(_epoch_line(epoch, cfg.epochs, entry))
@@ -178,8 +126,73 @@ class TorchvisionTrainer:
                 log.info("%s: stopped after epoch %d (%s)", out_dir, epoch, stopped)
                 break
 
-        result = _result(best_path, last_path, state, {"history": history, "stopped": stopped})
+        result = _result(best_path, last_path, run.state, {"history": run.history, "stopped": stopped})
         return dataclasses.replace(result, extra={**extra, **result.extra})
+
+    def _epoch(
+        self,
+        model: torch.nn.Module,
+        run: _Optimization,
+        loader: torch.utils.data.DataLoader,
+        val: Sequence[Example],
+        epoch: int,
+        train_sizes: tuple[int, ...],
+        aug_rng: torch.Generator | None,
+        progress: bool,
+    ) -> tuple[dict[str, float], float | None]:
+        """Train one epoch (scale jitter on), validate; the history entry and the mAP@[.5:.95] (None: not measured)."""
+        cfg = self.config
+        started = time.perf_counter()
+        base_sizes = model.transform.min_size
+        model.transform.min_size = train_sizes
+        bar = tqdm(total=len(loader), desc=f"train {epoch}/{cfg.epochs}", disable=None if progress else True,
+                   leave=False)
+        try:
+            losses = train_one_epoch(model, run.optimizer, run.scheduler, run.scaler, loader, cfg, run.state,
+                                     aug_rng=aug_rng, bar=bar)
+        finally:
+            bar.close()
+            model.transform.min_size = base_sizes
+        entry = {"epoch": float(epoch), "steps": float(run.state.steps), "lr": run.optimizer.param_groups[0]["lr"],
+                 **losses}
+        metric = None
+        if val:
+            metrics = validate(model, val, self.classes, cfg, progress=progress)
+            entry.update(metrics.as_dict("val_"))
+            metric = None if math.isnan(metrics.map) else metrics.map
+        entry["time_s"] = time.perf_counter() - started
+        return entry, metric
+
+    def _start_model(
+        self, previous: dict | None, resume_from: Path | None, out_dir: Path
+    ) -> tuple[torch.nn.Module, dict[str, Any]]:
+        """The detector on the device, with the weights the run starts from, and what to report of them."""
+        cfg = self.config
+        model = build_detector(
+            cfg.model, len(self.classes) + 1, weights=cfg.weights, backbone_weights=cfg.backbone_weights,
+            trainable_backbone_layers=cfg.trainable_backbone_layers,
+            load_weights=previous is None and resume_from is None, **cfg.frcnn_kwargs(),
+        )
+        extra: dict[str, Any] = {}
+        if previous is not None:
+            model.load_state_dict(previous["model"])
+            log.info("%s: continuing the unfinished run after epoch %d", out_dir, previous["epoch"])
+            extra["continued_after_epoch"] = previous["epoch"]
+        elif resume_from is not None:
+            extra["resumed_from"] = str(resume_from)
+            extra["new_box_predictor"] = ckpt.init_from_checkpoint(model, Path(resume_from), self.classes)
+        return model.to(torch.device(self.device)), extra
+
+    def _loader(
+        self, train: Sequence[Example], targets: Sequence[Any], rng: torch.Generator, model: torch.nn.Module
+    ) -> torch.utils.data.DataLoader:
+        device = next(model.parameters()).device
+        workers = num_workers(self.config, device)
+        return torch.utils.data.DataLoader(
+            ExampleImages(train, targets), batch_size=self.config.batch_size, shuffle=True, generator=rng,
+            num_workers=workers, persistent_workers=workers > 0, collate_fn=collate,
+            pin_memory=device.type == "cuda",
+        )
 
     def predict(
         self,
@@ -214,6 +227,52 @@ def _epoch_line(epoch: int, epochs: int, entry: Mapping[str, float]) -> str:
         return line + ", validation mAP not measured (no held-out boxes)"
     shown_50 = "n/a" if map50 is None or math.isnan(map50) else f"{map50:.3f}"
     return line + f", validation mAP@0.5 {shown_50}, mAP@[.5:.95] {map_:.3f}"
+
+
+@dataclass
+class _Optimization:
+    """The optimizer, lr schedule and AMP scaler of a run, with its state and history: what last.pt keeps."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    state: TrainState
+    history: list[dict[str, float]]
+
+    @classmethod
+    def start(cls, cfg: TorchvisionConfig, model: torch.nn.Module, n_train: int, previous: dict | None):
+        """A new optimization, or the one ``previous`` (an unfinished last.pt) stopped in."""
+        optimizer = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+        total_steps = cfg.epochs * math.ceil(n_train / cfg.batch_size)
+        if cfg.max_steps is not None:
+            total_steps = min(total_steps, cfg.max_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, total_steps))
+        device = next(model.parameters()).device
+        scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
+        if previous is None:  # a best.pt left by another run is overwritten after the first epoch
+            return cls(optimizer, scheduler, scaler, TrainState(), [])
+        optimizer.load_state_dict(previous["optimizer"])
+        scheduler.load_state_dict(previous["scheduler"])
+        scaler.load_state_dict(previous["scaler"])
+        return cls(optimizer, scheduler, scaler, TrainState.from_checkpoint(previous), list(previous["history"]))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields last.pt stores (its format is unchanged since alloop-torchvision-1)."""
+        return {
+            **self.state.as_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "history": self.history,
+        }
+
+
+def _stop_reason(state: TrainState, cfg: TorchvisionConfig) -> str | None:
+    if cfg.max_steps is not None and state.steps >= cfg.max_steps:
+        return "max_steps"
+    if cfg.early_stopping_patience is not None and state.bad_epochs >= cfg.early_stopping_patience:
+        return "early_stopping"
+    return None
 
 
 def _finished(state: TrainState, stopped: str | None, cfg: TorchvisionConfig) -> bool:
