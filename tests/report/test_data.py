@@ -205,9 +205,9 @@ def test_truncated_predictions_are_noted(report_project):
 
 
 def test_huge_pools_are_subsampled_on_the_map(report_project, monkeypatch):
-    from alloop.report import data as report_data
+    from alloop.report import embedding_map
 
-    monkeypatch.setattr(report_data, "MAP_MAX_POINTS", 10)
+    monkeypatch.setattr(embedding_map, "MAP_MAX_POINTS", 10)
     project = report_project(steps=1)
     m = gather_report_data(project, 1).embedding_map
     assert len(m.points) == 10 and m.subsampled_from == 16
