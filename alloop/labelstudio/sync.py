@@ -153,7 +153,7 @@ def push(
                 f"with {lsformat.DOCUMENT_ROOT_ENV} set to a parent folder of {image_root} and give alloop "
                 f"the same value (environment or [labelstudio] document_root), or set image_url_prefix"
             )
-        labeled = {r.path for r in store.images() if r.id in store.labeled_ids()}
+        labeled = {r.path for r in store.images(store.labeled_ids())}
         with tempfile.TemporaryDirectory(prefix="alloop-ls-") as tmp:
             tasks = json.loads(export(project.root, tag=tag.name, fmt="labelstudio", out=Path(tmp)).read_text())
         if not prefix:
@@ -225,7 +225,7 @@ def pull(project_dir: Path, connection: Connection, *, ls_project: int | None = 
             )
         exported = client.export_json(link.project_id)
         store = project.store
-        queued = {r.path for r in store.images() if r.id in store.queued_ids()}
+        queued = {r.path for r in store.images(store.queued_ids())}
         annotated = [t for t in exported if any(isinstance(a, dict) and not a.get("was_cancelled")
                                                 for a in t.get("annotations") or ())]
         fingerprints = {str(t.get("id")): _fingerprint(t) for t in annotated}

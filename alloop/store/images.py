@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from alloop.store.connection import Database, now
+from alloop.store.connection import Database, id_list, now
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,9 @@ class ImageRow:
     width: int
     height: int
     state: str
+
+_IMAGES = "SELECT id, path, sha256, width, height, state FROM images"
+_BY_IDS = "id IN (SELECT value FROM json_each(?))"
 
 
 class ImageTables(Database):
@@ -47,12 +50,18 @@ class ImageTables(Database):
         """(path, reason) of every image that could not be read."""
         return [(r[0], r[1]) for r in self.conn.execute("SELECT path, reason FROM bad_images ORDER BY path")]
 
-    def images(self) -> list[ImageRow]:
-        """Every registered image, by id."""
-        return [
-            ImageRow(*r)
-            for r in self.conn.execute("SELECT id, path, sha256, width, height, state FROM images ORDER BY id")
-        ]
+    def images(self, ids: Iterable[int] | None = None, *, state: str | None = None) -> list[ImageRow]:
+        """Registered images by id: every one, or only those in ``ids`` and/or in ``state`` (one query)."""
+        where, args = [], []
+        if ids is not None:
+            where.append(_BY_IDS)
+            args.append(id_list(ids))
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        # Only the fixed clauses above are joined in; every value is a parameter.
+        sql = _IMAGES + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        return [ImageRow(*r) for r in self.conn.execute(sql, args)]
 
     def image_by_path(self) -> dict[str, ImageRow]:
         """Registered images keyed by their relative path."""

@@ -9,6 +9,13 @@ def test_add_images_counts_only_new_paths(store):
     assert [r.path for r in store.images()] == ["a.jpg", "sub/b.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg"]
 
 
+def test_images_by_ids_and_state_in_one_query(store, ids):
+    store.set_image_state(ids["c.jpg"], "missing")
+    assert [r.path for r in store.images({ids["c.jpg"], ids["a.jpg"], 999})] == ["a.jpg", "c.jpg"]
+    assert [r.path for r in store.images(state="ok")] == ["a.jpg", "sub/b.jpg"]
+    assert [r.path for r in store.images([ids["c.jpg"]], state="ok")] == [] and store.images([]) == []
+
+
 def test_image_state_and_hash(store, ids):
     store.set_image_state(ids["a.jpg"], "changed", sha256="sha-new")
     store.set_image_state(ids["c.jpg"], "missing")

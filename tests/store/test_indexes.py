@@ -27,7 +27,7 @@ def _workload(store: Store) -> list[str]:
     store.write_scores(1, "s", [r.id for r in rows], np.ones(len(rows)))
     store.add_embedding_rows("k", "shard-00000.npy", [r.sha256 for r in rows])
     store.finish_stage(1, "import", seconds=1.0)
-    store.images(), store.bad_images(), store.classes(), store.labeled_ids(), store.labeled_ids("train")
+    store.images(), store.images({r.id for r in rows[:5]}), store.images(state="ok"), store.bad_images(), store.classes(), store.labeled_ids(), store.labeled_ids("train")
     store.annotations(), store.annotations("val", available=True), store.label_iterations()
     store.tags(), store.tag("t0"), store.tag_members("t0"), store.queued_ids(), store.counts()
     store.iterations(), store.iteration(1), store.stages(1), store.scores(1, "s"), store.score_names(1)
