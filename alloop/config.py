@@ -87,7 +87,7 @@ class ProjectConfig:
 
     @classmethod
     def from_toml(cls, doc: Mapping[str, Any], *, where: str) -> ProjectConfig:
-        """Parse and check alloop.toml; every problem (unknown key, wrong type or value) in one ConfigError."""
+        """Parse and check alloop.toml; every problem (unknown key, wrong type or value) in one error."""
         problems: list[str] = []
         values: dict[str, Any] = {}
         for section, table in doc.items():
@@ -118,6 +118,49 @@ class ProjectConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+# --------------------------------------------------------------------------------------------
+# defaults of command parameters that are not alloop.toml keys (the CLI shows them in --help)
+
+BATCH_SIZE = 100  # `alloop init/step --n`: new images to select for labeling per batch
+EXPORT_FORMAT = "coco"  # `alloop export --format`, for a batch and for the training set
+
+
+@dataclass(frozen=True)
+class OrchardDefaults:
+    """`alloop synth` (and the demo's data): the synthetic orchard generator."""
+
+    images: int = 200
+    size: tuple[int, int] = (320, 240)  # width, height
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DemoDefaults:
+    """`alloop demo`: sized to finish in about 5 minutes on 2 CPU cores with a clearly rising curve."""
+
+    directory: str = "data/demo"
+    images: int = 240
+    steps: int = 3
+    batch: int = 24
+
+
+@dataclass(frozen=True)
+class SimulationDefaults:
+    """`alloop simulate`: label efficiency of selection methods against random."""
+
+    out: str = "simulation"
+    budget_per_round: int = 50
+    rounds: int = 6
+    methods: tuple[str, ...] = ("random", "coral", "auto")
+    seeds: int = 3  # seeds 0..N-1
+    test_fraction: float = 0.2
+
+
+ORCHARD = OrchardDefaults()
+DEMO = DemoDefaults()
+SIMULATION = SimulationDefaults()
+
+
 def defaults() -> dict[str, Any]:
     """Every field's default (image_root has none: it is the one required key)."""
     out: dict[str, Any] = {}
@@ -135,7 +178,7 @@ def default(name: str) -> Any:
 
 
 def value_problems(values: Mapping[str, Any]) -> list[str]:
-    """One line per field of ``values`` whose value is not allowed: ``[section] key = value: what is allowed``."""
+    """One line per field of ``values`` that is not allowed: ``[section] key = value: what is allowed``."""
     problems = []
     for name, value in values.items():
         allowed = _CHECKS[name](value)
@@ -241,4 +284,5 @@ def _tomlable(options: Mapping[str, Any]) -> dict[str, Any]:
     return {k: ("none" if v is None else list(v) if isinstance(v, tuple) else v) for k, v in options.items()}
 
 
-__all__ = ["CONFIG_FILE", "KEY_OF", "SECTIONS", "ProjectConfig", "default", "defaults", "value_problems"]
+__all__ = ["BATCH_SIZE", "CONFIG_FILE", "DEMO", "EXPORT_FORMAT", "KEY_OF", "ORCHARD", "SECTIONS",
+           "SIMULATION", "ProjectConfig", "default", "defaults", "value_problems"]

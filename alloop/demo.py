@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from alloop import loop
+from alloop.config import DEMO, ORCHARD
 from alloop.oracle import GroundTruthOracle
 from alloop.project import Project, ProjectConfig
 from alloop.synthetic import generate_orchard
@@ -36,10 +37,10 @@ def demo_config(image_root: Path, *, device: str | None, size: tuple[int, int]) 
 def run_demo(
     directory: Path,
     *,
-    n_images: int = 240,
-    steps: int = 3,
-    batch: int = 24,
-    size: tuple[int, int] = (320, 240),
+    n_images: int = DEMO.images,
+    steps: int = DEMO.steps,
+    batch: int = DEMO.batch,
+    size: tuple[int, int] = ORCHARD.size,
     device: str | None = None,
     progress: bool = True,
     echo: Callable[[str], Any] = print,

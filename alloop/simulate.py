@@ -28,6 +28,7 @@ import pandas as pd
 
 from alloop import atomic, loop
 from alloop.boxes import Box, ImageAnnotation
+from alloop.config import SIMULATION
 from alloop.device import resolve_device
 from alloop.errors import ConfigError, LabelError
 from alloop.evaluate import evaluate
@@ -50,14 +51,14 @@ class SimulationPlan:
     images: Path
     ground_truth: Path
     out: Path
-    budget_per_round: int = 50
-    rounds: int = 6
+    budget_per_round: int = SIMULATION.budget_per_round
+    rounds: int = SIMULATION.rounds
     # Method names, or NAME@SCORE to give one method its own uncertainty score.
-    methods: tuple[str, ...] = ("random", "coral", "auto")
-    seeds: tuple[int, ...] = (0, 1, 2)
+    methods: tuple[str, ...] = SIMULATION.methods
+    seeds: tuple[int, ...] = tuple(range(SIMULATION.seeds))
     initial: int | None = None          # size of the shared first batch (default: budget_per_round)
     init_method: str = "random"         # the shared first batch is method-neutral by default
-    test_fraction: float = 0.2
+    test_fraction: float = SIMULATION.test_fraction
     split_seed: int = 0                 # the test split does not depend on the run seeds, so runs merge
     score: str | None = None
     config: ProjectConfig | None = None

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from alloop.atomic import write_text
+from alloop.config import ORCHARD
 from alloop.errors import ConfigError
 
 RGB = tuple[float, float, float]
@@ -245,8 +246,8 @@ def generate_orchard(
     out_dir: Path,
     n_images: int,
     *,
-    size: tuple[int, int] = (320, 240),
-    seed: int = 0,
+    size: tuple[int, int] = ORCHARD.size,
+    seed: int = ORCHARD.seed,
     subfolders: bool = True,
     progress: bool = False,
     family: str = "orchard",

@@ -13,7 +13,7 @@ from alloop.errors import ConfigError
 ProjectArg = Annotated[Path, typer.Argument(help="Project directory (holds alloop.toml, alloop.db, artifacts/).")]
 BatchOpt = Annotated[
     int, typer.Option("--n", "-n", min=1, help="Batch size: how many NEW images to select for labeling now (not the total).")
-]
+]  # defaults: alloop.config.BATCH_SIZE (init, step), DEMO.batch (demo)
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only print warnings and the final summary.")]
 
 
@@ -37,6 +37,11 @@ def shown_default(name: str) -> str:
 
     value = default(name)
     return ", ".join(value) if isinstance(value, tuple) else str(value)
+
+
+def shown_size(size: tuple[int, int]) -> str:
+    """(320, 240) as "320x240", the form --size takes."""
+    return f"{size[0]}x{size[1]}"
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -9,12 +9,13 @@ import typer
 
 from alloop.cli.arguments import BatchOpt, ProjectArg, QuietOpt, parse_options, shown_default
 from alloop.cli.output import console, esc, run, setup_logging
+from alloop.config import BATCH_SIZE
 
 
 def init(
     project: ProjectArg,
     images: Annotated[Optional[Path], typer.Option("--images", "-i", help="Folder of raw images (searched recursively for jpg/png/tif/bmp/webp).")] = None,
-    n: BatchOpt = 100,
+    n: BatchOpt = BATCH_SIZE,
     method: Annotated[Optional[str], typer.Option(help="First-batch selection: auto (default: typiclust, the typical images of k-means clusters), typiclust, maxherding (kernel coverage), coreset (farthest points) or random.")] = None,
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names, in order. Default: taken from the first label file.")] = None,
     embedder: Annotated[Optional[str], typer.Option(help="Embedder: ssl (self-supervised on your images; no download), backbone, detector.", show_default=shown_default("embedder"))] = None,

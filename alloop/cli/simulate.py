@@ -10,19 +10,20 @@ from rich.table import Table
 
 from alloop.cli.arguments import QuietOpt, parse_options, shown_default
 from alloop.cli.output import console, esc, run, setup_logging
+from alloop.config import SIMULATION
 
 
 def simulate(
     images: Annotated[Path, typer.Option("--images", "-i", help="Folder of images with known labels.")],
     labels: Annotated[Path, typer.Option("--labels", "-l", help="Their ground truth as COCO JSON (file_name relative to --images).")],
-    out: Annotated[Path, typer.Option(help="Output folder: curves.csv, summary.csv, learning_curve.png, runs/.")] = Path("simulation"),
-    budget_per_round: Annotated[int, typer.Option(min=1, help="Labels bought per round (the batch size of each step).")] = 50,
-    rounds: Annotated[int, typer.Option(min=1, help="Steps per run.")] = 6,
-    methods: Annotated[str, typer.Option(help="Comma-separated selection methods to compare; NAME@SCORE gives one its own score, e.g. coral@entropy:mean.")] = "random,coral,auto",
-    seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..N-1); curves show mean ± std.")] = 3,
+    out: Annotated[Path, typer.Option(help="Output folder: curves.csv, summary.csv, learning_curve.png, runs/.")] = Path(SIMULATION.out),
+    budget_per_round: Annotated[int, typer.Option(min=1, help="Labels bought per round (the batch size of each step).")] = SIMULATION.budget_per_round,
+    rounds: Annotated[int, typer.Option(min=1, help="Steps per run.")] = SIMULATION.rounds,
+    methods: Annotated[str, typer.Option(help="Comma-separated selection methods to compare; NAME@SCORE gives one its own score, e.g. coral@entropy:mean.")] = ",".join(SIMULATION.methods),
+    seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..N-1); curves show mean ± std.")] = SIMULATION.seeds,
     first_batch_excludes: Annotated[Optional[str], typer.Option(help="Comma-separated scenes (the ground truth's per-image \"scene\") the shared first batch must not contain, so the first model is blind to them.")] = None,
     initial: Annotated[Optional[int], typer.Option(help="Size of the shared first batch (default: --budget-per-round).")] = None,
-    test_fraction: Annotated[float, typer.Option(help="Share of the labeled images held out as the common test set.")] = 0.2,
+    test_fraction: Annotated[float, typer.Option(help="Share of the labeled images held out as the common test set.")] = SIMULATION.test_fraction,
     score: Annotated[Optional[str], typer.Option(help="Score NAME:AGG for coral (default: the project default).")] = None,
     embedder: Annotated[Optional[str], typer.Option(help="Embedder for every run.", show_default=shown_default("embedder"))] = None,
     embedder_option: Annotated[Optional[list[str]], typer.Option("--embedder-option", "-E", help="Embedder setting KEY=VALUE.")] = None,

@@ -9,13 +9,14 @@ import typer
 
 from alloop.cli.arguments import BatchOpt, ProjectArg, QuietOpt
 from alloop.cli.output import console, err_console, esc, run, setup_logging
+from alloop.config import BATCH_SIZE
 
 
 def step(
     project: ProjectArg,
     labels: Annotated[Optional[Path], typer.Option("--labels", "-l", help="Labels of the last batch, as exported by your labeling tool.")] = None,
     label_format: Annotated[Optional[str], typer.Option("--format", "-f", help="Label format (sniffed when omitted): coco, labelstudio, cvat, cvat_xml, kitti, voc, yolo.")] = None,
-    n: BatchOpt = 100,
+    n: BatchOpt = BATCH_SIZE,
     method: Annotated[Optional[str], typer.Option(help="Next-batch selection: auto (default: maxherding + uncertainty below 100 labeled images, then coral), coral (diversity + uncertainty), typiclust, maxherding, coreset or random.")] = None,
     score: Annotated[Optional[str], typer.Option(help="Uncertainty score NAME:AGG used by coral and stored for the report, e.g. entropy:max (see `alloop scores`).")] = None,
     clip_boxes: Annotated[bool, typer.Option(help="Clip boxes that stick out of the image (with a warning) instead of refusing the file.")] = False,

@@ -47,3 +47,22 @@ def test_format_lists_in_help_are_the_registered_formats():
     assert listed(_option_help("init", "--export-format")) == formats.export_formats()
     batch, training = _option_help("export", "--format").split("With --training-set")
     assert listed(batch) == formats.export_formats() and listed(training) == formats.train_export_formats()
+
+
+def test_commands_write_no_default_values_of_their_own():
+    # alloop.config owns every default: a CLI parameter defaults to None, a flag's False, or a config constant.
+    import ast
+    from pathlib import Path
+
+    import alloop.cli
+
+    literals = []
+    for path in sorted(Path(alloop.cli.__file__).parent.glob("*.py")):
+        for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(fn, ast.FunctionDef):
+                continue
+            for default in fn.args.defaults + [d for d in fn.args.kw_defaults if d is not None]:
+                for node in ast.walk(default):
+                    if isinstance(node, ast.Constant) and node.value not in (None, False, True, ","):
+                        literals.append(f"{path.name}: {fn.name}(... = {ast.unparse(default)})")
+    assert not literals, "defaults written in the CLI (move them to alloop.config):\n" + "\n".join(literals)
