@@ -51,14 +51,19 @@ def save(path: Path, obj: Mapping[str, Any]) -> None:
         torch.save(dict(obj), tmp)
 
 
+def _read(path: Path, what: str, if_missing: str, if_unreadable: str) -> Any:
+    """``torch.load`` (tensors and plain data only) with one-line errors that say what to do."""
+    if not path.is_file():
+        raise TrainerError(f"{what} {path} does not exist; {if_missing}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and torch errors all mean the same to the user
+        raise TrainerError(f"{what} {path} is not readable ({exc}); {if_unreadable}") from exc
+
+
 def load_checkpoint(path: Path, device: str) -> tuple[torch.nn.Module, tuple[str, ...], TorchvisionConfig]:
     """Rebuild the model of an alloop checkpoint (eval mode, on ``device``), its classes and config."""
-    if not path.is_file():
-        raise TrainerError(f"checkpoint {path} does not exist; train first or fix the path")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise TrainerError(f"checkpoint {path} is not readable ({exc}); retrain to replace it") from exc
+    ckpt = _read(path, "checkpoint", "train first or fix the path", "retrain to replace it")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise TrainerError(f"{path} is not an alloop torchvision checkpoint (format {CHECKPOINT_FORMAT})")
     # Options added since the file was written take their defaults; dropped ones are ignored.
@@ -83,12 +88,7 @@ def load_detector(checkpoint: Path, device: str = "cpu") -> torch.nn.Module:
 def init_from_checkpoint(model: torch.nn.Module, path: Path, classes: tuple[str, ...]) -> bool:
     """Fine-tune start: weights from a previous checkpoint (not its optimizer). True if the box
     predictor was left new because the checkpoint has other classes."""
-    if not path.is_file():
-        raise TrainerError(f"resume_from checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise TrainerError(f"resume_from checkpoint {path} is not readable ({exc})") from exc
+    ckpt = _read(path, "resume_from checkpoint", "fix the path", "retrain the previous iteration")
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
     if not isinstance(state, dict):
         raise TrainerError(f"resume_from checkpoint {path} holds no state dict")
