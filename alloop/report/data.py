@@ -36,6 +36,7 @@ from alloop.report.batch import (
 )
 from alloop.report.classes import ClassRow, class_rows
 from alloop.report.embedding_map import EmbeddingMap, gather_embedding_map, project_2d
+from alloop.report.model_card import ModelCard, gather_model_card
 from alloop.store import Iteration, Store, Tag, TagMember, now
 
 log = logging.getLogger("alloop")
@@ -127,6 +128,7 @@ class ReportData:
     image_paths: Mapping[int, str]  # image id -> path relative to the image root, for the CSV files
     notes: Mapping[str, str] = field(default_factory=dict)  # section id -> why it is empty or partial
     coverage: BatchCoverage | None = None  # None before a model has predicted on the pool
+    model_card: ModelCard | None = None  # None before the iteration has trained a model
 
 
 def gather_report_data(project: Project, iteration: int) -> ReportData:
@@ -176,6 +178,7 @@ def gather_report_data(project: Project, iteration: int) -> ReportData:
         image_paths={r.id: r.path for r in by_id.values()},
         notes=notes,
         coverage=batch_coverage(project, detections, selected_ids, by_id),
+        model_card=gather_model_card(project, iteration) if record.checkpoint else None,
     )
 
 

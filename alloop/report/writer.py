@@ -9,6 +9,7 @@ from alloop import atomic
 from alloop.errors import ProjectError
 from alloop.project import Project
 from alloop.report.data import gather_report_data
+from alloop.report.model_card import write_model_card
 from alloop.report.render import MAX_THUMBNAILS, render_html
 from alloop.report.tables import write_tables
 
@@ -24,6 +25,7 @@ def write_report(project: Project, iteration: int, *, max_thumbnails: int = MAX_
     data = gather_report_data(project, iteration)
     directory = project.report_dir(iteration)
     write_tables(data, directory)
+    write_model_card(project, iteration, data.model_card)  # model_card.md beside the checkpoint, when there is one
     html = render_html(data, max_thumbnails=max_thumbnails)
     target = directory / "index.html"
     atomic.write_text(target, html)

@@ -1,0 +1,34 @@
+"""The detector a project paid for: choose an iteration's model, run it on new images, export it.
+
+- :mod:`.registry`: the models the iterations trained, their checkpoints and held-out mAP; the best.
+- :mod:`.predict`: ``alloop predict`` — the chosen model on new images, written as COCO, Label
+  Studio or YOLO, optionally drawn.
+- :mod:`.deploy` and :mod:`.export`: ``alloop export-model`` — the whole detector (pre- and
+  post-processing included) as ONNX or TorchScript, with its metadata beside it.
+
+The model card of each iteration lives with the report (:mod:`alloop.report.model_card`).
+"""
+
+from __future__ import annotations
+
+from alloop.model.export import EXPORT_FORMATS, TAO_EXPORT_HINT, ExportResult, export_model
+from alloop.model.predict import PREDICT_FORMATS, PredictResult, Predictions, collect_images, predict, run_detector
+from alloop.model.registry import ChosenModel, ModelInfo, best_iteration, choose_model, list_models
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "PREDICT_FORMATS",
+    "TAO_EXPORT_HINT",
+    "ChosenModel",
+    "ExportResult",
+    "ModelInfo",
+    "PredictResult",
+    "Predictions",
+    "best_iteration",
+    "choose_model",
+    "collect_images",
+    "export_model",
+    "list_models",
+    "predict",
+    "run_detector",
+]

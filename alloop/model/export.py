@@ -1,0 +1,249 @@
+"""``alloop export-model``: one iteration's detector as a file that runs without alloop.
+
+ONNX (``torch.onnx.export``, opset 17, dynamic image size) or TorchScript (``torch.jit.script``) of
+:class:`alloop.model.deploy.DeployableDetector`, with ``<file>.json`` beside it (``model.json`` for
+``--out model.onnx``): classes, input and its pre-processing, thresholds, the source iteration and its
+held-out mAP, training counts, versions. Both files are written under temporary names and renamed
+at the end, so a failed export leaves nothing behind.
+
+The TAO trainer's checkpoints are exported by TAO itself (:data:`TAO_EXPORT_HINT`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alloop import __version__, atomic
+from alloop.errors import ConfigError, TrainerError
+from alloop.model.registry import ChosenModel, choose_model
+from alloop.project import Project
+from alloop.report.model_card import gather_model_card
+from alloop.store import now
+
+EXPORT_FORMATS = ("onnx", "torchscript")
+ONNX_OPSET = 17
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("boxes", "labels", "scores")
+# What TAO's own tool does for its checkpoints (TAO 5, the yolo_v4 network alloop's TAO trainer runs).
+TAO_EXPORT_HINT = (
+    "the tao trainer's checkpoints are exported by TAO itself: "
+    "`tao model yolo_v4 export -m <checkpoint .hdf5> -e <experiment spec> -o model.onnx --target_opset 12` "
+    "(then `tao deploy yolo_v4 gen_trt_engine` for TensorRT); see docs/tao.md"
+)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """The exported file, its metadata file and what they hold."""
+
+    path: Path
+    metadata_path: Path
+    format: str
+    chosen: ChosenModel
+    metadata: Mapping[str, Any]
+
+
+def metadata_path_for(out: Path) -> Path:
+    """``model.onnx`` → ``model.json`` beside it."""
+    return Path(out).with_suffix(".json")
+
+
+def export_model(
+    project_dir: Path,
+    *,
+    fmt: str,
+    out: Path,
+    iteration: int | None = None,
+    score_threshold: float | None = None,
+    force: bool = False,
+) -> ExportResult:
+    """Export the chosen iteration's detector (default: best held-out mAP@0.5) to ``out``."""
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"unknown model format {fmt!r}; --format takes one of {', '.join(EXPORT_FORMATS)}")
+    out = Path(out)
+    meta_path = metadata_path_for(out)
+    if out.suffix.lower() == ".json":
+        raise ConfigError(f"--out {out}: the metadata is written as {meta_path.name}; name the model file .onnx or .pt")
+    for path in (out, meta_path):
+        if path.exists() and not force:
+            raise ConfigError(f"{path} already exists; choose another --out or pass --force to replace it")
+    if score_threshold is not None and not 0.0 <= score_threshold < 1.0:
+        raise ConfigError(f"--score-threshold must be in [0, 1), got {score_threshold}")
+    if fmt == "onnx":
+        _require_onnx()
+
+    with Project.open(Path(project_dir), lock=False) as project:
+        chosen = choose_model(project, iteration)
+        if project.config.trainer == "tao":
+            raise TrainerError(TAO_EXPORT_HINT)
+        if project.config.trainer != "torchvision":
+            raise TrainerError(
+                f"export-model exports torchvision detectors; this project's trainer is "
+                f"'{project.config.trainer}': use that trainer's own export tool"
+            )
+        classes = tuple(project.store.classes())
+        module = _deployable(chosen, classes, score_threshold)
+        example = _example_image(project)
+        meta = _metadata(project, chosen, classes, module, fmt, out)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic.atomic_path(out) as tmp:
+        if fmt == "onnx":
+            _write_onnx(module, example, tmp)
+        else:
+            _write_torchscript(module, tmp)
+    meta["sha256"] = _sha256(out)
+    atomic.write_json(meta_path, meta)
+    return ExportResult(out, meta_path, fmt, chosen, meta)
+
+
+def _require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "ONNX export needs the onnx package: pip install 'alloop[onnx]' (onnx + onnxruntime)"
+        ) from None
+
+
+def _deployable(chosen: ChosenModel, classes: tuple[str, ...], score_threshold: float | None):
+    from alloop.model.deploy import DeployableDetector
+    from alloop.trainers.torchvision import load_detector
+
+    detector = load_detector(chosen.model.checkpoint, "cpu")
+    n_out = detector.roi_heads.box_predictor.cls_score.out_features
+    if n_out != len(classes) + 1:
+        raise TrainerError(
+            f"{chosen.model.checkpoint} predicts {n_out - 1} classes but the project has {len(classes)} "
+            f"({', '.join(classes)}); export the iteration trained after the classes changed (--iteration)"
+        )
+    if score_threshold is not None:
+        detector.roi_heads.score_thresh = float(score_threshold)
+    return DeployableDetector(detector)
+
+
+def _example_image(project: Project):
+    """A real image of the project (its pixels steer nothing: every size and box count is dynamic)."""
+    import torch
+
+    from alloop import images as imagelib
+
+    for row in project.store.images():
+        if row.state == "ok":
+            try:
+                img = imagelib.open_rgb(project.image_root / row.path)
+            except (*imagelib.DECODE_ERRORS, FileNotFoundError):
+                continue
+            return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
+    return torch.full((240, 320, 3), 77, dtype=torch.uint8)
+
+
+def _write_onnx(module, example, path: Path) -> None:
+    import onnx
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            # Tracing warns about every Python int it sees; the exporter handles torchvision's.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module, (example,), str(path), dynamo=False, opset_version=ONNX_OPSET,
+                input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                dynamic_axes={INPUT_NAME: {0: "height", 1: "width"},
+                              **{name: {0: "detections"} for name in OUTPUT_NAMES}},
+            )
+        onnx.checker.check_model(str(path))
+    except Exception as exc:  # the exporter raises many types; the user needs one line
+        raise TrainerError(f"ONNX export failed: {' '.join(str(exc).split())[:300]}") from exc
+
+
+def _write_torchscript(module, path: Path) -> None:
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scripted = torch.jit.script(module)
+        scripted.save(str(path))
+    except Exception as exc:
+        raise TrainerError(f"TorchScript export failed: {' '.join(str(exc).split())[:300]}") from exc
+
+
+def _architecture(project: Project, classes: tuple[str, ...]) -> str:
+    """The detector's name as the trainer's config resolves it (its default when alloop.toml has none)."""
+    from alloop.loop import build_trainer
+
+    return str(build_trainer(project, classes, "cpu").config.model)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _metadata(project: Project, chosen: ChosenModel, classes: tuple[str, ...], module, fmt: str,
+              out: Path) -> dict[str, Any]:
+    import torch
+    import torchvision
+
+    det = module.detector
+    transform, heads = det.transform, det.roi_heads
+    m = chosen.model
+    card = gather_model_card(project, m.iteration)  # the same counts as the iteration's model card
+    return {
+        "format": fmt,
+        "file": out.name,
+        "classes": list(classes),
+        "input": {
+            "name": INPUT_NAME,
+            "dtype": "uint8",
+            "shape": ["height", "width", 3],
+            "layout": "HWC, RGB, as decoded (EXIF orientation applied), any size",
+        },
+        "preprocessing_inside_model": {
+            "scale": "x / 255",
+            "resize": {"min_size": list(transform.min_size), "max_size": transform.max_size,
+                       "rule": "shorter side to min_size unless the longer side would pass max_size"},
+            "normalize": {"mean": list(transform.image_mean), "std": list(transform.image_std)},
+        },
+        "outputs": {
+            "boxes": "float32 (N, 4): x0, y0, x1, y1 in input image pixels",
+            "labels": "int64 (N,): index into classes",
+            "scores": "float32 (N,): probability of the label",
+        },
+        "score_threshold": float(heads.score_thresh),
+        "nms_threshold": float(heads.nms_thresh),
+        "detections_per_image": int(heads.detections_per_img),
+        "postprocessing": "one box per proposal (its most probable class), score > threshold, class-aware NMS",
+        "source": {
+            "project": str(project.root.resolve()),
+            "iteration": m.iteration,
+            "checkpoint": project.relpath(m.checkpoint),
+            "chosen": chosen.reason,
+            "architecture": _architecture(project, classes),
+        },
+        "metrics": {
+            "heldout_map50": m.map50,
+            "heldout_map": m.map,
+            "names": {"heldout_map50": "COCO mAP@0.5 on the held-out labeled images (pycocotools)",
+                      "heldout_map": "COCO mAP@[.5:.95] on the same images"},
+        },
+        "training": {"labeled_images": card.labeled, "train_images": card.train, "heldout_images": card.heldout,
+                     "boxes_per_class": dict(card.boxes_train), "epochs": card.epochs, "steps": card.steps},
+        "versions": {"alloop": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+                     **({"onnx_opset": ONNX_OPSET} if fmt == "onnx" else {})},
+        "created_at": now(),
+    }
+
+
+__all__ = ["EXPORT_FORMATS", "ExportResult", "TAO_EXPORT_HINT", "export_model", "metadata_path_for"]
