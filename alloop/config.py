@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
+from alloop.device import is_device_name
 from alloop.errors import ConfigError
 from alloop.score import DEFAULT_SCORE
 
@@ -203,11 +204,7 @@ def _seed(value: Any) -> str | None:
 
 
 def _device(value: Any) -> str | None:
-    if isinstance(value, str):
-        name = value.strip().lower()
-        if name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit()):
-            return None
-    return "must be auto, cpu, cuda or cuda:N"
+    return None if is_device_name(value) else "must be auto, cpu, cuda or cuda:N"
 
 
 def _val_fraction(value: Any) -> str | None:
