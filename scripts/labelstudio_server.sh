@@ -8,7 +8,8 @@
 #       Run the server in the foreground on 127.0.0.1:PORT with its own DATA_DIR, serving local
 #       files under DOCUMENT_ROOT. The user and its API token are created at startup from
 #       LABEL_STUDIO_USERNAME, LABEL_STUDIO_PASSWORD and LABEL_STUDIO_USER_TOKEN (legacy token
-#       auth enabled). Local ML backends are allowed (ML_BLOCK_LOCAL_IP=false).
+#       auth enabled). Local ML backends are allowed: ML_BLOCK_LOCAL_IP=false lets Label Studio call
+#       one on 127.0.0.1, SSRF_PROTECTION_ENABLED=false lets it add the backend's /webhook.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv-labelstudio
@@ -45,6 +46,7 @@ start() {
     LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true \
     LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT="$document_root" \
     ML_BLOCK_LOCAL_IP=false \
+    SSRF_PROTECTION_ENABLED=false \
     LATEST_VERSION_CHECK=false \
     COLLECT_ANALYTICS=false \
     exec "$OLDPWD/$VENV/bin/label-studio" start --no-browser --data-dir "$data_dir" \

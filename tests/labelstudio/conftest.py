@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from alloop import loop
+from alloop.project import ProjectConfig
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "labelstudio_server.sh"
@@ -110,3 +114,29 @@ def api(server: Server, method: str, path: str, body=None):
     with urllib.request.urlopen(request, timeout=60) as r:
         payload = r.read()
     return json.loads(payload) if payload else None
+
+
+@pytest.fixture(scope="module")
+def stepped(tmp_path_factory, orchard_master) -> Path:
+    """A project after one step (so there is a model to serve), its next batch waiting.
+
+    Module-scoped: one step (tens of seconds) shared by the tests that only read the project.
+    """
+    from alloop.oracle import GroundTruthOracle
+
+    base = tmp_path_factory.mktemp("stepped")
+    shutil.copytree(orchard_master, base / "orchard")
+    images = base / "orchard" / "images"
+    config = ProjectConfig(
+        image_root=str(images), device="cpu", embedder="backbone",
+        embedder_options={"arch": "mobilenet_v3_small", "weights": "none", "image_size": 32},
+        trainer="torchvision",
+        trainer_options={"model": "fasterrcnn_mobilenet_v3_large_320_fpn", "weights": "none", "epochs": 1,
+                         "max_steps": 2, "batch_size": 2, "min_size": 96, "max_size": 128},
+    )
+    project = base / "p"
+    first = loop.init(project, images, n=6, classes=["apple"], config=config, progress=False)
+    names = [i["file_name"] for i in json.loads(first.exports[0].read_text())["images"]]
+    labels = GroundTruthOracle(base / "orchard" / "annotations.json").label(names, base / "labels.json")
+    loop.step(project, labels=labels, n=4, progress=False)
+    return project
