@@ -158,6 +158,8 @@ def write_selection(
         for i, d, s in zip(selection.indices, selection.distances, selection.scores)
     ]
     options = {**dict(selection.options), **({"score": score_spec} if score_spec else {})}
+    if selection.terms:  # a term spec: each pick's objective split into its terms, in pick order
+        options["terms"] = {name: [round(float(v), 5) for v in values] for name, values in selection.terms.items()}
     name = tag_name(iteration)
     if store.tag(name) is not None:
         store.delete_tag(name)

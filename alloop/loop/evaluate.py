@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from alloop.evaluate import evaluate
+from alloop.score.difficulty import class_quality
 from alloop.loop.records import EvaluateInfo
 from alloop.loop.runner import Record, Turn
 from alloop.loop.train import LabeledSet
@@ -32,9 +33,12 @@ def evaluate_model(turn: Turn, trainer: Any, checkpoint: Path, data: LabeledSet,
         return info
     preds = trainer.predict(checkpoint, [turn.project.image_root / r.path for r, _ in data.val],
                             progress=turn.progress)
-    m = evaluate([a for _, a in data.val], preds, classes)
+    truth = [a for _, a in data.val]
+    m = evaluate(truth, preds, classes)
+    quality = class_quality(truth, preds, classes)
     info = EvaluateInfo(map50=m.map50, map=m.map, per_class_ap50=m.per_class_ap50, per_class_ap=m.per_class_ap,
-                        n_val_images=m.n_images, n_val_boxes=m.n_boxes)
+                        n_val_images=m.n_images, n_val_boxes=m.n_boxes,
+                        class_quality={c: round(float(q), 6) for c, q in zip(classes, quality)})
     with store.transaction():
         store.update_iteration(it, map50=_nan_none(m.map50), map=_nan_none(m.map), metrics=info.to_json(),
                                n_labeled=len(store.labeled_ids()), n_train=len(data.train), n_val=len(data.val))

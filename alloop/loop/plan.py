@@ -13,6 +13,7 @@ from alloop.loop.batch import check_method
 from alloop.loop.records import tag_name
 from alloop.project import Project
 from alloop.score import parse_score_spec
+from alloop.select.compose import spec_score
 from alloop.store import Store
 
 log = logging.getLogger("alloop")
@@ -70,7 +71,7 @@ def plan_step(project: Project, *, n: int, method: str | None, score: str | None
         budget_boxes = existing.config.get("budget_boxes", budget_boxes)
         method, score = existing.method, existing.score_spec
     method = method or project.config.selection_method
-    score = score or project.config.score
+    score = spec_score(method, score) or score or project.config.score
     check_method(method)
     parse_score_spec(score)
     if existing is None:

@@ -110,6 +110,8 @@ class EvaluateInfo(StageInfo):
     per_class_ap: Mapping[str, float] | None = field(default=None, metadata=_OPTIONAL)
     n_val_images: int | None = field(default=None, metadata=_OPTIONAL)
     n_val_boxes: int | None = field(default=None, metadata=_OPTIONAL)
+    # per class p^0.6 IoU^0.4 of its held-out boxes' best match (alloop.score.difficulty; the dcus score)
+    class_quality: Mapping[str, float] | None = field(default=None, metadata=_OPTIONAL)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from alloop.loop.plan import check_sizes, plan_step
 from alloop.loop.records import ExportInfo, ImportInfo, ReportInfo, tag_name
 from alloop.loop.report import report_stage
 from alloop.loop.runner import StageRunner, Turn
-from alloop.loop.score import score_pool
+from alloop.loop.score import quality_of, score_pool
 from alloop.loop.train import LabeledSet, build_trainer, train_model
 from alloop.project import Project
 from alloop.select import selector_for
@@ -91,11 +91,11 @@ def step(
         data = LabeledSet.of(project)
         trained = stages.run("train", partial(train_model, turn, trainer, data))
         checkpoint = project.root / (trained.checkpoint or store.iteration(it).checkpoint)
-        stages.run("evaluate", partial(evaluate_model, turn, trainer, checkpoint, data, classes))
+        evaluated = stages.run("evaluate", partial(evaluate_model, turn, trainer, checkpoint, data, classes))
         # Pool predictions feed the scores, the pre-annotations and the report.
         pool = turn.candidates() if infer_pool or "scores" in selector_for(plan.method).uses else []
         stages.run("infer", partial(predict_pool, turn, trainer, checkpoint, pool, len(classes), plan.score))
-        stages.run("score", partial(score_pool, turn, plan.score))
+        stages.run("score", partial(score_pool, turn, plan.score, quality_of(evaluated, classes)))
         stages.run("select", partial(select_next_batch, turn, method=plan.method, score=plan.score, n=plan.n,
                                      budget_boxes=plan.budget_boxes, checkpoint=checkpoint))
         exported = stages.run("export", partial(export_stage, turn))

@@ -118,6 +118,18 @@ def parse_spec(text: str) -> SelectionSpec:
     return SelectionSpec(MappingProxyType({k: v for k, v in weights.items() if v > 0}), score, threshold)
 
 
+def spec_score(method: str, score: str | None = None) -> str | None:
+    """The score a term spec names (``uncertainty=entropy:mean@1``), else None; refuses a different ``score``."""
+    if not is_spec(method):
+        return None
+    named = parse_spec(method).score
+    if named and score and score != named:
+        raise SelectionError(
+            f"the selection names score {named!r} (uncertainty={named}@...) but --score is {score!r}; drop one"
+        )
+    return named
+
+
 def spec_selector(text: str) -> Selector:
     """A :class:`Selector` for a term spec, checked now, with the inputs it needs."""
     spec = parse_spec(text)
@@ -210,4 +222,4 @@ def _number(name: str, value: str, *, lo: float = 0.0, hi: float = math.inf) -> 
     return v
 
 
-__all__ = ["TERMS", "SelectionSpec", "is_spec", "parse_spec", "run_spec", "spec_selector"]
+__all__ = ["TERMS", "SelectionSpec", "is_spec", "parse_spec", "run_spec", "spec_score", "spec_selector"]

@@ -190,3 +190,14 @@ def test_spec_needs_follow_the_terms() -> None:
     assert selector_for("uncertainty=1").needs == ("scores",)
     assert selector_for("diversity=1, balance=0.2").needs == ("embeddings", "predicted_classes")
     assert selector_for("diversity=1, threshold=0.3").needs == ("embeddings", "scores")
+
+
+def test_spec_score_names_the_score_or_refuses_a_different_one() -> None:
+    from alloop.select.compose import spec_score
+
+    assert spec_score("coral") is None
+    assert spec_score("diversity=1, uncertainty=0.5") is None
+    assert spec_score("diversity=1, uncertainty=dcus@0.5") == "dcus"
+    assert spec_score("diversity=1, uncertainty=dcus@0.5", "dcus") == "dcus"
+    with pytest.raises(SelectionError, match="names score 'dcus'.*--score is 'entropy:max'; drop one"):
+        spec_score("diversity=1, uncertainty=dcus@0.5", "entropy:max")
