@@ -19,6 +19,7 @@ from typing import Any
 
 from alloop.device import is_device_name
 from alloop.errors import ConfigError
+from alloop.preannotate import DEFAULT_MAX_BOXES, DEFAULT_THRESHOLD
 from alloop.score import DEFAULT_SCORE
 
 CONFIG_FILE = "alloop.toml"
@@ -41,6 +42,9 @@ SECTIONS: dict[str, dict[str, str]] = {
     },
     "embedder": {"name": "embedder", "options": "embedder_options"},
     "trainer": {"name": "trainer", "options": "trainer_options"},
+    "preannotation": {"threshold": "preannotation_threshold", "max_boxes": "preannotation_max_boxes"},
+    "labelstudio": {"url": "labelstudio_url", "project": "labelstudio_project",
+                    "document_root": "labelstudio_document_root"},
 }
 # ProjectConfig field -> (section, key), for messages.
 KEY_OF: dict[str, tuple[str, str]] = {f: (s, k) for s, keys in SECTIONS.items() for k, f in keys.items()}
@@ -66,6 +70,15 @@ class ProjectConfig:
     embedder_options: dict[str, Any] = field(default_factory=dict)
     trainer: str = "torchvision"
     trainer_options: dict[str, Any] = field(default_factory=dict)
+    # The model's boxes a labeler sees (exports, `alloop labelstudio push`, `alloop serve`): alloop/preannotate.py
+    preannotation_threshold: float = DEFAULT_THRESHOLD
+    preannotation_max_boxes: int = DEFAULT_MAX_BOXES
+    # Label Studio (alloop/labelstudio/): server URL (else $LABEL_STUDIO_URL; the API token only ever
+    # comes from $LABEL_STUDIO_API_KEY, never from this file, which reports print), the linked project
+    # id, and its local-files document root (else $LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, else /).
+    labelstudio_url: str | None = None
+    labelstudio_project: int | None = None
+    labelstudio_document_root: str | None = None
 
     def __post_init__(self) -> None:
         problems = value_problems({f.name: getattr(self, f.name) for f in fields(self)})
@@ -83,7 +96,8 @@ class ProjectConfig:
                     continue
                 table[key] = _tomlable(value) if name.endswith("_options") else (
                     list(value) if isinstance(value, tuple) else value)
-            doc[section] = table
+            if table or section in ("project", "selection", "embedder", "trainer"):
+                doc[section] = table
         return doc
 
     @classmethod
@@ -251,6 +265,34 @@ def _options(value: Any) -> str | None:
     return "must be a table of KEY = VALUE settings"
 
 
+def _threshold(value: Any) -> str | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0:
+        return None
+    return "must be a score in [0, 1], e.g. threshold = 0.5"
+
+
+def _max_boxes(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return None
+    return "must be a whole number of boxes ≥ 1, e.g. max_boxes = 30"
+
+
+def _http_url(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip().startswith(("http://", "https://"))):
+        return None
+    return 'must be the Label Studio URL, e.g. url = "http://127.0.0.1:8080", or left out'
+
+
+def _project_id(value: Any) -> str | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return None
+    return "must be a Label Studio project id (a whole number ≥ 1), or left out"
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
 _CHECKS = {
     "image_root": _text,
     "seed": _seed,
@@ -266,6 +308,11 @@ _CHECKS = {
     "embedder_options": _options,
     "trainer": _text,
     "trainer_options": _options,
+    "preannotation_threshold": _threshold,
+    "preannotation_max_boxes": _max_boxes,
+    "labelstudio_url": _http_url,
+    "labelstudio_project": _project_id,
+    "labelstudio_document_root": _optional_text,
 }
 
 

@@ -48,7 +48,10 @@ class Connection:
 
     @classmethod
     def resolve(cls, url: str | None = None, api_key: str | None = None) -> Connection:
-        """URL and token from the arguments, else $LABEL_STUDIO_URL / $LABEL_STUDIO_API_KEY."""
+        """URL from the argument, else $LABEL_STUDIO_URL; token from the argument, else $LABEL_STUDIO_API_KEY.
+
+        The token is never read from alloop.toml: reports print the project's config.
+        """
         url = (url or os.environ.get(URL_ENV) or "").strip()
         api_key = (api_key or os.environ.get(KEY_ENV) or "").strip()
         if not url:
@@ -61,7 +64,7 @@ class Connection:
         if not api_key:
             raise LabelStudioError(
                 f"no Label Studio API token: set {KEY_ENV} to the token shown in Label Studio under "
-                "Account & Settings → Access Token (or [labelstudio] api_key in alloop.toml)"
+                "Account & Settings → Access Token (alloop reads it from the environment only)"
             )
         return cls(url.rstrip("/"), api_key)
 
