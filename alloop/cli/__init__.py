@@ -20,9 +20,11 @@ from alloop.cli import (
     embed,
     export,
     init,
+    labelstudio,
     report,
     scores,
     select,
+    serve,
     simulate,
     status,
     step,
@@ -70,6 +72,8 @@ app.command("select")(select.select_cmd)
 app.command()(simulate.simulate)
 app.command()(report.report)
 app.command()(scores.scores)
+app.add_typer(labelstudio.app, name="labelstudio")
+app.command()(serve.serve)
 
 
 def main() -> None:

@@ -103,6 +103,7 @@ def save_link(project: Project, link: Link) -> None:
 
 def _linked(project: Project, client: Client, ls_project: int | None) -> Link | None:
     link = load_link(project)
+    ls_project = ls_project if ls_project is not None else project.config.labelstudio_project
     if ls_project is not None:
         if link is not None and link.project_id == ls_project and link.url == client.url:
             return link
@@ -113,6 +114,12 @@ def _linked(project: Project, client: Client, ls_project: int | None) -> Link | 
             "set LABEL_STUDIO_URL to that server, or pass --ls-project ID to link a project on this one"
         )
     return link
+
+
+def connection_for(project_dir: Path, url: str | None = None, api_key: str | None = None) -> Connection:
+    """The Label Studio connection for a project: ``url``, else [labelstudio] url, else $LABEL_STUDIO_URL."""
+    with Project.open(Path(project_dir), lock=False) as project:
+        return Connection.resolve(url or project.config.labelstudio_url, api_key)
 
 
 def project_page(client: Client, project_id: int) -> str:
@@ -145,7 +152,7 @@ def push(
         config = lsformat.labeling_config(classes)
         link = _linked(project, client, ls_project)
         prefix = project.config.image_url_prefix
-        root = lsformat.document_root(document_root)
+        root = lsformat.document_root(document_root or project.config.labelstudio_document_root)
         image_root = project.image_root
         if not prefix and lsformat.local_files_path(image_root / "x", root) is None:
             raise LabelStudioError(
@@ -216,6 +223,7 @@ def _fingerprint(task: Mapping[str, Any]) -> str:
 def pull(project_dir: Path, connection: Connection, *, ls_project: int | None = None) -> PullResult:
     """Download the annotated tasks of the linked Label Studio project; raise when nothing is new."""
     client = Client(connection)
+    client.whoami()
     with Project.open(Path(project_dir), lock=False) as project:
         link = _linked(project, client, ls_project)
         if link is None:
@@ -270,4 +278,4 @@ def step_from_labelstudio(project_dir: Path, connection: Connection, *, n: int,
 
 
 __all__ = ["Link", "PullResult", "PushResult", "load_link", "pull", "push", "save_link", "state_dir",
-           "step_from_labelstudio"]
+           "step_from_labelstudio", "connection_for"]
