@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,8 @@ class BatchImage:
     score: float | None
     distance: float | None  # distance to the nearest labeled/already-picked image when it was picked
     boxes: tuple[PredictedBox, ...]
+    # a term spec's pick: each term's share of the objective that chose it (alloop.select.compose)
+    terms: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,8 +109,10 @@ class BatchCoverage:
 
 
 def batch_images(project: Project, members: Sequence[TagMember], by_id: Mapping[int, ImageRow],
-                 boxes: Mapping[int, tuple[PredictedBox, ...]]) -> tuple[BatchImage, ...]:
-    """The selected images in pick order, with the model's boxes on each."""
+                 boxes: Mapping[int, tuple[PredictedBox, ...]],
+                 terms: Mapping[str, Sequence[float]] | None = None) -> tuple[BatchImage, ...]:
+    """The selected images in pick order, with the model's boxes on each (and each term's share of its pick)."""
+    terms = terms or {}
     return tuple(
         BatchImage(
             image_id=m.image_id,
@@ -120,6 +124,7 @@ def batch_images(project: Project, members: Sequence[TagMember], by_id: Mapping[
             score=finite(m.score),
             distance=finite(m.distance),
             boxes=boxes.get(m.image_id, ()),
+            terms={name: float(v[m.pick_order]) for name, v in terms.items() if m.pick_order < len(v)},
         )
         for m in members
     )

@@ -143,7 +143,9 @@ def gather_report_data(project: Project, iteration: int) -> ReportData:
     annotations = store.annotations()
     classes = store.classes()
     members = store.tag_members(tag_name(iteration))
-    if not members:
+    if not members and record.status == "done":
+        notes["batch"] = "Nothing was left to select: every usable image is labeled or waiting for labels."
+    elif not members:
         notes["batch"] = f"iteration {iteration} has not selected a batch yet (tag {tag_name(iteration)} is empty)."
     selected_ids = [m.image_id for m in members]
     earlier = [it for it in all_iterations if it.n <= iteration]
@@ -166,8 +168,9 @@ def gather_report_data(project: Project, iteration: int) -> ReportData:
         summary=summary,
         curve=_curve(earlier, iteration, notes),
         baseline=_random_baseline(project.artifacts / SIMULATION_CURVES, notes),
-        batch=batch_images(project, members, by_id, batch_boxes(detections, set(selected_ids), classes)),
-        batch_options=dict(tag.options) if tag else {},
+        batch=batch_images(project, members, by_id, batch_boxes(detections, set(selected_ids), classes),
+                           tag.options.get("terms") if tag else None),
+        batch_options={k: v for k, v in tag.options.items() if k != "terms"} if tag else {},
         scores=scores,
         other_scores=other_scores,
         embedding_map=gather_embedding_map(project, iteration, images, labeled_now, set(selected_ids), notes),

@@ -34,9 +34,13 @@ def _csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 def write_tables(data: ReportData, directory: Path) -> list[Path]:
     """Write the CSV files and report.json of ``data`` into ``directory``; return their paths."""
+    # A term spec's batch adds one column per term (its share of the pick's objective) after the fixed ones.
+    terms = list(dict.fromkeys(name for b in data.batch for name in b.terms))
     files: dict[str, str] = {
         "selection.csv": _csv(
-            SELECTION_COLUMNS, ((b.image_id, b.path, b.pick_order, b.score, b.distance) for b in data.batch)
+            (*SELECTION_COLUMNS, *(f"term_{t}" for t in terms)),
+            ((b.image_id, b.path, b.pick_order, b.score, b.distance, *(b.terms.get(t) for t in terms))
+             for b in data.batch),
         ),
         "learning_curve.csv": _csv(CURVE_COLUMNS, ((p.iteration, p.n_labeled, p.map50, p.map) for p in data.curve)),
         "classes.csv": _csv(

@@ -72,3 +72,28 @@ def test_report_json_is_strict_json_with_the_summary(report_project):
     assert doc["classes"][0]["ap50"] is None
     assert "selection.csv" in doc["files"]
     assert doc["score"]["name"] == "entropy:max"
+
+
+def test_a_term_spec_batch_shows_each_terms_share_per_pick(report_project):
+    project = report_project(steps=1)
+    store = project.store
+    tag = store.tag("iteration-1")
+    members = store.tag_members("iteration-1")
+    terms = {"diversity": [0.5, 0.4, 0.3, 0.2], "uncertainty": [0.25, 0.3, 0.1, 0.0]}
+    with store.transaction():
+        store.delete_tag("iteration-1")
+        store.create_tag("iteration-1", iteration=1, method="diversity=1, uncertainty=1",
+                         members=[(m.image_id, m.distance, m.score) for m in members],
+                         options={**tag.options, "spec": "diversity=1, uncertainty=1", "terms": terms})
+    data = gather_report_data(project, 1)
+    assert [dict(b.terms) for b in data.batch][0] == {"diversity": 0.5, "uncertainty": 0.25}
+    assert "terms" not in data.batch_options  # per-pick arrays are not a setting
+    rows = _rows(write_report(project, 1).parent / "selection.csv")
+    assert rows[0] == ["image_id", "path", "pick_order", "score", "distance", "term_diversity", "term_uncertainty"]
+    assert [float(r[5]) for r in rows[1:]] == terms["diversity"]
+    assert [float(r[6]) for r in rows[1:]] == terms["uncertainty"]
+    from alloop.report.render import render_html
+
+    html = render_html(data)
+    assert "every term&#39;s share" in html or "every term's share" in html
+    assert html.count('<div class="terms">') == 4
