@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -52,39 +55,42 @@ def _hold_lock(root, started, release):
     p.close()
 
 
-def test_second_process_is_refused_with_the_holders_pid(tmp_path):
-    with Project.create(tmp_path / "p", ProjectConfig(image_root="x")):
+@contextmanager
+def _lock_held_by_another_process(root: Path) -> Iterator[mp.Process]:
+    """A new project at ``root`` whose lock a forked process holds until the block ends."""
+    with Project.create(root, ProjectConfig(image_root="x")):
         pass
     ctx = mp.get_context("fork")
     started, release = ctx.Event(), ctx.Event()
-    proc = ctx.Process(target=_hold_lock, args=(tmp_path / "p", started, release))
+    proc = ctx.Process(target=_hold_lock, args=(root, started, release))
     proc.start()
     try:
         assert started.wait(10)
+        yield proc
+    finally:
+        # A killed holder may have died inside the Event's shared lock: setting it would hang.
+        if proc.exitcode is None:
+            release.set()
+        proc.join(10)
+
+
+def test_second_process_is_refused_with_the_holders_pid(tmp_path):
+    with _lock_held_by_another_process(tmp_path / "p") as proc:
         with pytest.raises(LockError, match=rf"locked by pid {proc.pid}"):
             Project.open(tmp_path / "p")
         # Read-only access (status) works while the lock is held.
         with Project.open(tmp_path / "p", lock=False) as ro:
             assert ro.store.counts()["images"] == 0
-    finally:
-        release.set()
-        proc.join(10)
     with Project.open(tmp_path / "p"):
         pass
 
 
 def test_lock_of_a_killed_process_is_released(tmp_path):
-    with Project.create(tmp_path / "p", ProjectConfig(image_root="x")):
-        pass
-    ctx = mp.get_context("fork")
-    started, release = ctx.Event(), ctx.Event()
-    proc = ctx.Process(target=_hold_lock, args=(tmp_path / "p", started, release))
-    proc.start()
-    assert started.wait(10)
-    proc.kill()  # SIGKILL: no cleanup runs, the kernel drops the flock
-    proc.join(10)
-    with Project.open(tmp_path / "p"):
-        pass
+    with _lock_held_by_another_process(tmp_path / "p") as proc:
+        proc.kill()  # SIGKILL: no cleanup runs, the kernel drops the flock
+        proc.join(10)
+        with Project.open(tmp_path / "p"):
+            pass
 
 
 def test_bad_values_are_config_errors():
@@ -130,20 +136,10 @@ def test_the_reference_config_in_specs_loads_round_trips_and_covers_every_key():
 def test_lock_holder_is_none_when_free_and_names_a_live_holder(tmp_path):
     from alloop.project import ProjectLock
 
-    with Project.create(tmp_path / "p", ProjectConfig(image_root="x")):
-        pass
-    assert ProjectLock(tmp_path / "p").holder() is None
-    ctx = mp.get_context("fork")
-    started, release = ctx.Event(), ctx.Event()
-    proc = ctx.Process(target=_hold_lock, args=(tmp_path / "p", started, release))
-    proc.start()
-    try:
-        assert started.wait(10)
+    with _lock_held_by_another_process(tmp_path / "p") as proc:
         assert ProjectLock(tmp_path / "p").holder() == f"pid {proc.pid} on {socket.gethostname()}"
-    finally:
-        release.set()
-        proc.join(10)
     assert ProjectLock(tmp_path / "p").holder() is None
+    assert ProjectLock(tmp_path / "missing").holder() is None
 
 
 def test_a_status_probe_does_not_make_a_starting_step_fail(tmp_path):
