@@ -5,7 +5,6 @@ and training labels TAO would silently skip. The fake launcher behaves like TAO 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -30,13 +29,6 @@ FAKE = Path(__file__).resolve().parents[2] / "data" / "tao" / "fake_tao.py"
 CLASSES = ("Apple", "Pear")
 W, H = 96, 64
 RED, GREEN = (255, 0, 0), (0, 255, 0)
-
-
-def _fake():
-    spec = importlib.util.spec_from_file_location("fake_tao", FAKE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _cfg(**kw) -> TaoConfig:
@@ -248,8 +240,8 @@ def test_a_mounts_file_the_launcher_rejects_is_refused_first(tmp_path, pair, ext
 
 # -- 7. TAO 5's sample spec values ------------------------------------------------------------------
 
-def test_the_spec_uses_tao_5s_loss_weights_and_model_ema(tmp_path):
-    fake = _fake()
+def test_the_spec_uses_tao_5s_loss_weights_and_model_ema(tmp_path, fake_tao):
+    fake = fake_tao
     context = spec_context(TaoConfig(), ["apple"], train_dir=tmp_path / "t", val_dir=tmp_path / "v",
                            anchors=DEFAULT_ANCHORS, num_epochs=10, seed=0)
     path = tmp_path / "spec.txt"
@@ -278,8 +270,8 @@ def test_a_class_mapping_tao_would_not_match_is_refused(tmp_path, pair, monkeypa
     assert _calls(record) == []
 
 
-def test_the_fake_trains_on_nothing_where_tao_would(tmp_path, pair):
-    fake = _fake()
+def test_the_fake_trains_on_nothing_where_tao_would(tmp_path, fake_tao):
+    fake = fake_tao
     labels, images = tmp_path / "kitti" / "labels", tmp_path / "kitti" / "images"
     labels.mkdir(parents=True)
     images.mkdir()
