@@ -51,6 +51,9 @@ def step(
                   f"; trained on {r.n_train}, held out {r.n_val}")
     if r.map50 is not None:
         console.print(f"[green]✓[/] held-out mAP@0.5 = {r.map50:.3f}, mAP@[.5:.95] = {r.map:.3f} ({r.n_val} images)")
+    if r.pool_exhausted and not r.still_queued:
+        console.print(f"[green]✓[/] all images labeled; final model at {esc(r.checkpoint)}")
+        return
     console.print(f"[green]✓[/] selected {r.n_selected} images → tag [bold]{r.tag}[/]")
     for f in r.exports:
         console.print(f"  batch for labeling: {esc(f)}")

@@ -64,6 +64,12 @@ def select_next_batch(turn: Turn, *, method: str, score: str, n: int, budget_box
     store = turn.store
     rows = turn.usable_rows()
     blocked = store.labeled_ids() | store.queued_ids()
+    if all(r.id in blocked for r in rows):
+        # The pool ran out: the iteration still finishes (its model is the final one), with no batch.
+        log.info("every usable image is labeled or waiting for labels: nothing left to select")
+        info = StepSelectInfo(selected=0, method=method, score=score, options={}, embedder=None)
+        record(info)
+        return info
     # Every image costs at least one box: no more than budget_boxes picks can fit, and --n caps them.
     k = min(n, int(budget_boxes)) if budget_boxes else n
     selection, key = select_rows(turn.project, turn.iteration, rows, method=method, n=k, score=score,
@@ -81,10 +87,14 @@ def select_next_batch(turn: Turn, *, method: str, score: str, n: int, budget_box
 def export_stage(turn: Turn, record: Record) -> ExportInfo:
     """Write the iteration's batch in every configured format, with the model's boxes after init."""
     it, project = turn.iteration, turn.project
+    tag = tag_name(it)
+    if turn.store.tag(tag) is None:  # nothing was left to select
+        info = ExportInfo(files=())
+        record(info)
+        return info
     files = export_batch(project, it, predictions=project.predictions_file(it) if it > 0 else None,
                          model_version=f"iteration-{it}" if it > 0 else None)
     info = ExportInfo(files=tuple(str(f) for f in files))
-    tag = tag_name(it)
     with turn.store.transaction():
         turn.store.set_tag_export_dir(tag, project.relpath(project.export_dir(tag)))
         record(info)

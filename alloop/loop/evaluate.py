@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from alloop.evaluate import evaluate
-from alloop.score.difficulty import class_quality
 from alloop.loop.records import EvaluateInfo
 from alloop.loop.runner import Record, Turn
 from alloop.loop.train import LabeledSet
+from alloop.score.difficulty import class_quality
 
 log = logging.getLogger("alloop")
 

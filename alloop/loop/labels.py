@@ -6,13 +6,14 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 from alloop import formats
 from alloop.boxes import ImageAnnotation
 from alloop.errors import LabelError
 from alloop.loop.plan import StepPlan
-from alloop.loop.records import ImportInfo
+from alloop.loop.records import ImportInfo, info_of, read_stages
 from alloop.loop.runner import Record, Turn
 from alloop.project import Project, ProjectConfig
 from alloop.store import ImageRow, Store
@@ -65,6 +66,27 @@ def import_labels(turn: Turn, plan: StepPlan, labels: Path | None, label_format:
         _start(store, plan, labels)
         record(info)
     return info
+
+
+def check_resumed_labels(turn: Turn, labels: Path | None) -> None:
+    """Refuse a label file other than the one the unfinished iteration imported, or that file changed since.
+
+    Resuming skips a finished import, so a corrected file would silently be ignored (issue 19).
+    """
+    stages = read_stages(turn.iteration, turn.store.stages(turn.iteration))
+    imported = info_of(stages, "import", ImportInfo)
+    if labels is None or imported is None:
+        return
+    labels, it = Path(labels), turn.iteration
+    fix = (f"rerun with --restart to import {labels.name} instead (labels imported so far are kept and "
+           "corrected by it)")
+    if imported.source is None or Path(imported.source).resolve() != labels.resolve():
+        raise LabelError(f"{labels}: iteration {it} already imported {imported.source or 'no label file'} and has "
+                         f"not finished; rerun without --labels to resume it, or {fix}")
+    finished = stages["import"].finished_at
+    # finished_at has second precision: a file written just before the import is not "changed".
+    if finished and labels.exists() and labels.stat().st_mtime > datetime.fromisoformat(finished).timestamp() + 1:
+        raise LabelError(f"{labels}: changed since iteration {it} imported it ({finished}); {fix}")
 
 
 def _start(store: Store, plan: StepPlan, labels: Path | None) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alloop.config import BATCH_SIZE
 from alloop.errors import ConfigError, ProjectError
 from alloop.loop.batch import check_method
 from alloop.loop.records import tag_name
@@ -38,9 +39,9 @@ class StepPlan:
                 **({"budget_boxes": self.budget_boxes} if self.budget_boxes else {})}
 
 
-def check_sizes(n: int, budget_boxes: int | None) -> None:
+def check_sizes(n: int | None, budget_boxes: int | None) -> None:
     """Refuse a batch size or box budget that is not a positive number."""
-    if n <= 0:
+    if n is not None and n <= 0:
         raise ConfigError(f"--n must be a positive batch size, got {n}")
     if budget_boxes is not None and (isinstance(budget_boxes, bool) or budget_boxes <= 0):
         raise ConfigError(f"--budget-boxes must be a positive number of boxes, got {budget_boxes}")
@@ -52,9 +53,14 @@ def init_finished(store: Store) -> bool:
     return first is not None and first.status == "done"
 
 
-def plan_step(project: Project, *, n: int, method: str | None, score: str | None, budget_boxes: int | None,
-              restart: bool) -> StepPlan:
-    """The next iteration, or the unfinished one resumed (or thrown away and restarted with ``restart``)."""
+def plan_step(project: Project, *, n: int | None, method: str | None, score: str | None, budget_boxes: int | None,
+              restart: bool, labels: Path | None) -> StepPlan:
+    """The next iteration, or the unfinished one resumed (or thrown away and restarted with ``restart``).
+
+    A resumed step keeps the method and score it started with, so its stages agree; a new batch size
+    or box budget applies while its batch is not selected yet. ``n`` None: the resumed step's, else
+    the default batch size.
+    """
     store = project.store
     if not init_finished(store):
         raise ProjectError(f"{project.root}: init has not finished; run `alloop init {project.root} --images DIR` first")
@@ -66,10 +72,12 @@ def plan_step(project: Project, *, n: int, method: str | None, score: str | None
             log.warning("restarting iteration %d from scratch (labels are kept)", it)
             discard_iteration(project, it)
     existing = store.iteration(it)
-    if existing is not None:
-        n = int(existing.config.get("n", n))
-        budget_boxes = existing.config.get("budget_boxes", budget_boxes)
+    if existing is None:
+        _refuse_when_nothing_is_left(project, labels)
+    else:
+        n, budget_boxes = _resumed_sizes(store, it, n, budget_boxes)
         method, score = existing.method, existing.score_spec
+    n = n or BATCH_SIZE
     method = method or project.config.selection_method
     score = spec_score(method, score) or score or project.config.score
     check_method(method)
@@ -77,6 +85,38 @@ def plan_step(project: Project, *, n: int, method: str | None, score: str | None
     if existing is None:
         backup(project, it)
     return StepPlan(it, n, method, score, budget_boxes, resumed=existing is not None)
+
+
+def _resumed_sizes(store: Store, iteration: int, n: int | None,
+                   budget_boxes: int | None) -> tuple[int | None, int | None]:
+    """The resumed step's batch size and box budget: new ones apply (and are stored) until its batch is picked."""
+    record = store.iteration(iteration)
+    stored_n, stored_budget = record.config.get("n"), record.config.get("budget_boxes")
+    if "select" in store.stages(iteration) or (n in (None, stored_n) and budget_boxes in (None, stored_budget)):
+        return stored_n or n, stored_budget or budget_boxes
+    n, budget_boxes = n or stored_n, budget_boxes or stored_budget
+    log.info("iteration %d resumes with batch size %s (was %s)%s", iteration, n, stored_n,
+             f" and box budget {budget_boxes}" if budget_boxes else "")
+    config = {**record.config, "n": n, **({"budget_boxes": budget_boxes} if budget_boxes else {})}
+    store.update_iteration(iteration, config=config)
+    return n, budget_boxes
+
+
+def _refuse_when_nothing_is_left(project: Project, labels: Path | None) -> None:
+    """A step with no label file after the pool ran out has nothing to do: say where the final model is."""
+    store = project.store
+    if labels is not None or store.queued_ids():
+        return
+    usable = [r.id for r in store.images() if r.state == "ok"]
+    labeled = store.labeled_ids()
+    if any(i not in labeled for i in usable):
+        return
+    last = next((it for it in reversed(store.iterations()) if it.checkpoint), None)
+    model = project.root / last.checkpoint if last else "none (no step has trained yet)"
+    raise ProjectError(
+        f"{project.root}: all {len(usable)} usable images are labeled; the final model is at {model}. "
+        "Add images with `alloop add` to go on, or pass --labels FILE with corrections to retrain"
+    )
 
 
 def discard_iteration(project: Project, iteration: int) -> None:

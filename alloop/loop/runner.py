@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -88,7 +89,14 @@ class StageRunner:
             recorded.append(info)
             self.timings[name] = seconds
 
-        info = stage(record=record)
+        # Warnings a stage raises (a batch larger than what is left, a score on empty input) reach
+        # the user through the logger like every other message, not as raw Python warnings.
+        with warnings.catch_warnings(record=True) as caught:
+            try:
+                info = stage(record=record)
+            finally:
+                for w in caught:
+                    log.warning("%s", w.message)
         if not recorded or recorded[-1] is not info:
             raise RuntimeError(f"stage {name} did not record the info it returned")
         self.infos[name] = info

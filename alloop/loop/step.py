@@ -14,9 +14,9 @@ from alloop.errors import LabelError
 from alloop.loop.batch import export_stage, select_next_batch
 from alloop.loop.evaluate import evaluate_model
 from alloop.loop.infer import predict_pool
-from alloop.loop.labels import Annotator, import_labels
+from alloop.loop.labels import Annotator, check_resumed_labels, import_labels
 from alloop.loop.plan import check_sizes, plan_step
-from alloop.loop.records import ExportInfo, ImportInfo, ReportInfo, tag_name
+from alloop.loop.records import ExportInfo, ImportInfo, ReportInfo, StepSelectInfo, tag_name
 from alloop.loop.report import report_stage
 from alloop.loop.runner import StageRunner, Turn
 from alloop.loop.score import quality_of, score_pool
@@ -47,13 +47,15 @@ class StepResult:
     report: Path | None
     timings: Mapping[str, float]
     resumed_stages: tuple[str, ...] = ()
+    checkpoint: Path | None = None  # the model this step trained
+    pool_exhausted: bool = False  # nothing was left to select: every usable image is labeled or queued
 
 
 def step(
     project_dir: Path,
     *,
     labels: Path | None,
-    n: int,
+    n: int | None = None,
     label_format: str | None = None,
     method: str | None = None,
     score: str | None = None,
@@ -67,19 +69,23 @@ def step(
 ) -> StepResult:
     """One turn of the loop after a labeling round: the stages above, each resumed if it finished before.
 
-    ``--n`` is the batch size (new images to select). ``budget_boxes``: size the batch by estimated
-    boxes to label instead (``n`` then caps it; see :mod:`alloop.select.budget`). ``annotator`` writes
-    the label file when ``labels`` is None (the demo's oracle); ``infer_pool=False`` skips the pool's
-    predictions when the method uses no scores (a simulation saves most of a step's time).
+    ``n`` is the batch size (new images to select; None: the resumed step's, else the default); a
+    resumed step takes a new one while its batch is not selected yet. ``budget_boxes``: size the
+    batch by estimated boxes to label instead (``n`` then caps it; see :mod:`alloop.select.budget`).
+    ``annotator`` writes the label file when ``labels`` is None (the demo's oracle);
+    ``infer_pool=False`` skips the pool's predictions when the method uses no scores (a simulation
+    saves most of a step's time).
     """
     check_sizes(n, budget_boxes)
     with Project.open(Path(project_dir)) as project:
-        plan = plan_step(project, n=n, method=method, score=score, budget_boxes=budget_boxes, restart=restart)
+        plan = plan_step(project, n=n, method=method, score=score, budget_boxes=budget_boxes, restart=restart,
+                         labels=labels)
         # --device applies to this step only; it is not saved in alloop.toml.
         project.config = project.config.with_changes(device=resolve_device(device or project.config.device))
         store, it = project.store, plan.iteration
         turn, stages = Turn(project, it, progress), StageRunner(store, it)
         classes_before = store.classes()
+        check_resumed_labels(turn, labels)
         imported = stages.run("import", partial(import_labels, turn, plan, labels, label_format,
                                                 import_options or formats.ImportOptions(), annotator))
         classes = store.classes()
@@ -96,15 +102,15 @@ def step(
         pool = turn.candidates() if infer_pool or "scores" in selector_for(plan.method).uses else []
         stages.run("infer", partial(predict_pool, turn, trainer, checkpoint, pool, len(classes), plan.score))
         stages.run("score", partial(score_pool, turn, plan.score, quality_of(evaluated, classes)))
-        stages.run("select", partial(select_next_batch, turn, method=plan.method, score=plan.score, n=plan.n,
-                                     budget_boxes=plan.budget_boxes, checkpoint=checkpoint))
+        selected = stages.run("select", partial(select_next_batch, turn, method=plan.method, score=plan.score,
+                                                n=plan.n, budget_boxes=plan.budget_boxes, checkpoint=checkpoint))
         exported = stages.run("export", partial(export_stage, turn))
         reported = stages.run("report", partial(report_stage, turn))
         store.update_iteration(it, status="done", finished_at=now(), timings=stages.timings)
-        return _result(turn, stages, imported, exported, reported)
+        return _result(turn, stages, imported, selected, exported, reported)
 
 
-def _result(turn: Turn, stages: StageRunner, imported: ImportInfo, exported: ExportInfo,
+def _result(turn: Turn, stages: StageRunner, imported: ImportInfo, selected: StepSelectInfo, exported: ExportInfo,
             reported: ReportInfo) -> StepResult:
     store, project, it = turn.store, turn.project, turn.iteration
     record = store.iteration(it)
@@ -121,10 +127,12 @@ def _result(turn: Turn, stages: StageRunner, imported: ImportInfo, exported: Exp
         map50=record.map50,
         map=record.map,
         tag=tag,
-        n_selected=store.tag(tag).size,
+        n_selected=selected.selected,
         export_dir=project.export_dir(tag),
         exports=tuple(Path(f) for f in exported.files),
         report=project.root / reported.file if reported.file else None,
         timings=dict(stages.timings),
         resumed_stages=stages.resumed,
+        checkpoint=project.root / record.checkpoint if record.checkpoint else None,
+        pool_exhausted=selected.selected == 0,
     )
