@@ -96,6 +96,21 @@ def test_anchors_of_older_records_are_read_from_their_spec():
     assert anchors_from_shapes(anchor_shapes(DEFAULT_ANCHORS)) == DEFAULT_ANCHORS
 
 
+def test_a_model_recorded_before_anchors_were_kept_resumes_with_its_specs_anchors(tmp_path):
+    small = _squares(tmp_path / "a", [(4 + i, 6 + (i * 5) % 9) for i in range(12)])
+    trainer = TaoTrainer(_cfg(anchors="kmeans"), CLASSES)
+    first = trainer.train(small, [], tmp_path / "it1", progress=False)
+    record = Path(str(first.checkpoint) + ".alloop.json")
+    old = json.loads(record.read_text())
+    del old["anchors"]
+    record.write_text(json.dumps(old))
+    trainer.train(small[:10], [], tmp_path / "it2", resume_from=first.checkpoint, progress=False)
+    spec_1 = (tmp_path / "it1" / "specs" / "train.txt").read_text()
+    spec_2 = (tmp_path / "it2" / "specs" / "train.txt").read_text()
+    assert [ln for ln in spec_1.splitlines() if "anchor_shape" in ln] == [
+        ln for ln in spec_2.splitlines() if "anchor_shape" in ln]
+
+
 def test_resume_without_a_record_of_the_anchors_is_refused(tmp_path, pair):
     model = tmp_path / "elsewhere" / "yolov4_resnet18_epoch_010.hdf5"
     model.parent.mkdir()
