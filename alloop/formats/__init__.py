@@ -115,7 +115,7 @@ def read_labels(
         raise LabelError(f"{path}: no such file or directory; check the --labels path")
     name = format or sniff_format(path)
     module = _pick(_IMPORT, name, "label", "--format")
-    if path.is_file() and path.suffix.lower() == ".zip" and name not in ("cvat", "cvat_xml"):
+    if path.is_file() and path.suffix.lower() == ".zip" and name not in ("cvat", "cvat_xml", "labelstudio"):
         raise LabelError(f"{path}: is a zip archive; unzip it and pass the {name} labels inside to --labels")
     index = ImageIndex(images.keys(), image_root)
     parsed = module.read(path, classes=tuple(classes), index=index, sizes=images, origin=options.voc_origin)

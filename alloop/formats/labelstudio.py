@@ -8,7 +8,9 @@ Shapes follow https://labelstud.io/guide/task_format and https://labelstud.io/gu
   "rotation": 0, "rectanglelabels": [name]}, "score"}]}]}]`` plus ``labeling_config.xml`` (the
   project's labeling interface) and ``README.txt`` (how to serve the images);
 - import (Export → JSON): the same tasks with ``annotations``; ``x, y, width, height`` are percent of
-  ``original_width``/``original_height`` (top-left corner + size). JSON-MIN exports are read too.
+  ``original_width``/``original_height`` (top-left corner + size). JSON-MIN exports are read too, and
+  so are its COCO, Pascal VOC and YOLO exports, zipped as downloaded or not
+  (:mod:`alloop.formats.labelstudio_archive` maps their image names back).
 
 Import rules (documented in the CLI help as well):
 - only ``annotations`` count, never ``predictions``;
@@ -34,6 +36,7 @@ from xml.sax.saxutils import quoteattr
 
 from alloop.boxes import Box, percent_to_xyxy, xyxy_to_percent
 from alloop.errors import LabelError
+from alloop.formats import labelstudio_archive as archive
 from alloop.formats.coco import write_json
 from alloop.formats.records import BatchItem, ParsedLabels, RawImage, finite_number, load_json
 
@@ -53,7 +56,9 @@ CLOUD_SCHEMES = ("s3://", "gs://")
 # -- reading ---------------------------------------------------------------------------------------
 
 def sniff(path: Path) -> bool:
-    """A JSON list whose items carry ``data`` (full export) or ``image`` (JSON-MIN)."""
+    """A JSON list whose items carry ``data`` (full export) or ``image`` (JSON-MIN), or Label Studio's COCO/VOC/YOLO."""
+    if archive.kind_of(path) is not None:
+        return True
     if path.suffix.lower() != ".json" or not path.is_file():
         return False
     with path.open("rb") as f:
@@ -233,8 +238,16 @@ def _parse_min(tasks: list, source: str) -> ParsedLabels:
     return parsed
 
 
-def read(path: Path, *, index, sizes, **_: object) -> ParsedLabels:
-    """Parse a Label Studio JSON (or JSON-MIN) export; boxes come back in pixels."""
+def read(path: Path, *, index, sizes, classes: Sequence[str] = (), **options: object) -> ParsedLabels:
+    """Parse a Label Studio export (JSON, JSON-MIN, or COCO/VOC/YOLO zipped or not); boxes come back in pixels."""
+    kind = archive.kind_of(path)
+    if kind is not None:
+        return archive.read(path, kind=kind, classes=classes, index=index, sizes=sizes, **options)
+    if path.is_dir() or path.suffix.lower() == ".zip":
+        raise LabelError(
+            f"{path}: not a Label Studio export alloop knows (JSON, JSON-MIN, COCO, Pascal VOC or YOLO); "
+            "export the project with Export -> JSON and import that file"
+        )
     data = load_json(path)
     source = str(path)
     if isinstance(data, dict):

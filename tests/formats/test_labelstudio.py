@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
+import zipfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -301,3 +303,68 @@ def test_alloop_task_file_is_refused(tmp_path, image_root, labeled, images) -> N
     path = export_batch("labelstudio", _items(image_root, labeled), tmp_path / "b", classes=CLASSES)
     with pytest.raises(LabelError, match=r"tasks\.json: is the task file alloop exported, not a Label Studio export"):
         _read(path, images, format=None)
+
+
+# -- Label Studio's other exports, as a real Label Studio 1.23 wrote them (issue 17, items 2 and 3) ------------
+
+LS123 = DATA / "labelstudio" / "ls-1.23"
+LS123_IMAGES = {"row_01/a.jpg": (100, 80), "row_02/a.jpg": (100, 80), "row_01/b.jpg": (100, 80),
+                "row_02/empty.jpg": (100, 80)}
+
+
+def _read_ls123(path: Path, image_root: Path = LS123 / "images"):
+    """{file_name: boxes} (coordinates to 1e-6 px: YOLO's normalised numbers carry float noise) and the warnings."""
+    got, warnings = read_labels(path, format=None, images=LS123_IMAGES, classes=("apple", "leaf"), image_root=image_root)
+    return {a.file_name: tuple(Box(*(round(c, 6) for c in (b.x0, b.y0, b.x1, b.y1)), b.label) for b in a.boxes)
+            for a in got.images}, warnings
+
+
+@pytest.mark.parametrize("export", ["COCO.zip", "COCO_WITH_IMAGES.zip", "VOC.zip", "YOLO_WITH_IMAGES.zip", "JSON_MIN.json"])
+def test_every_label_studio_export_gives_what_json_gives(export) -> None:
+    assert sniff_format(LS123 / export) == "labelstudio"
+    want, _ = _read_ls123(LS123 / "JSON.json")
+    assert want["row_02/a.jpg"] == (Box(50, 40, 60, 48, "leaf"), Box(0, 0, 100, 80, "apple"))
+    got, warnings = _read_ls123(LS123 / export)
+    if export == "VOC.zip":
+        # No XML for an image without boxes: it stays queued, and the warning says why and what to do.
+        assert got == {k: v for k, v in want.items() if k != "row_02/empty.jpg"}
+        assert warnings == [f"{LS123 / export}: 1 image(s) have no XML (Label Studio's VOC export writes none for an "
+                            "image without boxes), so they stay waiting for labels: empty.jpg; import the JSON export "
+                            "to record them as having no objects"]
+    else:
+        assert got == want and warnings == []
+
+
+@pytest.mark.parametrize("export", ["COCO.zip", "VOC.zip", "YOLO_WITH_IMAGES.zip"])
+def test_unzipped_exports_read_the_same(tmp_path, export) -> None:
+    with zipfile.ZipFile(LS123 / export) as z:
+        z.extractall(tmp_path / "x")
+    target = tmp_path / "x" / "result.json" if export == "COCO.zip" else tmp_path / "x"
+    got, warnings = _read_ls123(target)
+    want, want_warnings = _read_ls123(LS123 / export)
+    assert got == want and [w.replace(str(target), "X") for w in warnings] == \
+        [w.replace(str(LS123 / export), "X") for w in want_warnings]
+
+
+def test_yolo_without_images_names_the_export_to_use() -> None:
+    """Two images called a.jpg: Label Studio's plain YOLO zip has one labels/a.txt for both."""
+    with pytest.raises(LabelError, match=r"YOLO.zip:labels/a.txt: image name 'a' is ambiguous.*"
+                                         r"export \"YOLO with images\" or, better, JSON"):
+        _read_ls123(LS123 / "YOLO.zip")
+
+
+def test_hash_names_are_matched_by_content_and_refused_when_no_file_matches(tmp_path) -> None:
+    root = tmp_path / "images"
+    shutil.copytree(LS123 / "images", root)
+    assert _read_ls123(LS123 / "COCO_WITH_IMAGES.zip", root) == _read_ls123(LS123 / "JSON.json", root)
+    (root / "row_02" / "a.jpg").write_bytes((root / "row_02" / "a.jpg").read_bytes() + b"edited")
+    with pytest.raises(LabelError, match=r"image 'images/007d034a__a.jpg' \(id 1\): image name 'images/a.jpg' is ambiguous.*"
+                                         r"Label Studio's JSON export \(Export → JSON\) names every image exactly"):
+        _read_ls123(LS123 / "COCO_WITH_IMAGES.zip", root)
+
+
+def test_other_zips_are_not_taken_for_label_studio_exports(tmp_path) -> None:
+    with zipfile.ZipFile(tmp_path / "x.zip", "w") as z:
+        z.writestr("notes.txt", "hello")
+    with pytest.raises(LabelError, match="cannot tell the label format"):
+        sniff_format(tmp_path / "x.zip")
