@@ -19,8 +19,10 @@ from alloop.cli import (
     doctor,
     embed,
     export,
+    export_model,
     init,
     labelstudio,
+    predict,
     report,
     scores,
     select,
@@ -67,6 +69,8 @@ app.command()(add.add)
 app.command()(doctor.doctor)
 app.command()(backup.backup)
 app.command()(export.export)
+app.command()(predict.predict)
+app.command("export-model")(export_model.export_model)
 app.command()(embed.embed)
 app.command("select")(select.select_cmd)
 app.command()(simulate.simulate)

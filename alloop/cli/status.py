@@ -15,8 +15,13 @@ from alloop.cli.output import console, esc, run
 def status(
     project: ProjectArg,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    models: Annotated[bool, typer.Option("--models", help="List each iteration's model instead: checkpoint, size, mAP@0.5, mAP@[.5:.95], the best marked.")] = False,
 ) -> None:
     """Show iterations (labeled count, mAP, selected batch, export folder), tags and pool counts."""
+    if models:
+        from alloop.cli.models import show_models
+
+        return show_models(project, as_json)
     from alloop.summary import project_status
 
     info = run(lambda: project_status(project))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from alloop.model.export import EXPORT_FORMATS, TAO_EXPORT_HINT, ExportResult, export_model
 from alloop.model.predict import PREDICT_FORMATS, PredictResult, Predictions, collect_images, predict, run_detector
-from alloop.model.registry import ChosenModel, ModelInfo, best_iteration, choose_model, list_models
+from alloop.model.registry import ChosenModel, ModelInfo, best_iteration, choose_model, list_models, project_models
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -30,5 +30,6 @@ __all__ = [
     "export_model",
     "list_models",
     "predict",
+    "project_models",
     "run_detector",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from alloop.report.model_card import gather_model_card
 from alloop.store import now
 
 EXPORT_FORMATS = ("onnx", "torchscript")
+EXPORT_FORMAT = "onnx"  # when --format is not given
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}  # of the default --out
 ONNX_OPSET = 17
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("boxes", "labels", "scores")
@@ -58,22 +60,23 @@ def metadata_path_for(out: Path) -> Path:
 def export_model(
     project_dir: Path,
     *,
-    fmt: str,
-    out: Path,
+    fmt: str | None = None,
+    out: Path | None = None,
     iteration: int | None = None,
     score_threshold: float | None = None,
     force: bool = False,
+    announce: Callable[[ChosenModel], None] | None = None,
 ) -> ExportResult:
-    """Export the chosen iteration's detector (default: best held-out mAP@0.5) to ``out``."""
+    """Export the chosen iteration's detector (default: best held-out mAP@0.5) to ``out``.
+
+    ``fmt`` None: ONNX; ``out`` None: ``PROJECT/artifacts/models/iteration-N.onnx`` (``.pt``).
+    ``announce`` is told the chosen model before the export runs.
+    """
+    fmt = fmt or EXPORT_FORMAT
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"unknown model format {fmt!r}; --format takes one of {', '.join(EXPORT_FORMATS)}")
-    out = Path(out)
-    meta_path = metadata_path_for(out)
-    if out.suffix.lower() == ".json":
-        raise ConfigError(f"--out {out}: the metadata is written as {meta_path.name}; name the model file .onnx or .pt")
-    for path in (out, meta_path):
-        if path.exists() and not force:
-            raise ConfigError(f"{path} already exists; choose another --out or pass --force to replace it")
+    if out is not None:
+        _check_out(Path(out), force)
     if score_threshold is not None and not 0.0 <= score_threshold < 1.0:
         raise ConfigError(f"--score-threshold must be in [0, 1), got {score_threshold}")
     if fmt == "onnx":
@@ -88,6 +91,12 @@ def export_model(
                 f"export-model exports torchvision detectors; this project's trainer is "
                 f"'{project.config.trainer}': use that trainer's own export tool"
             )
+        if out is None:
+            out = project.artifacts / "models" / f"iteration-{chosen.model.iteration}{SUFFIXES[fmt]}"
+        out = Path(out)
+        _check_out(out, force)
+        if announce is not None:
+            announce(chosen)
         classes = tuple(project.store.classes())
         module = _deployable(chosen, classes, score_threshold)
         example = _example_image(project)
@@ -100,8 +109,18 @@ def export_model(
         else:
             _write_torchscript(module, tmp)
     meta["sha256"] = _sha256(out)
-    atomic.write_json(meta_path, meta)
-    return ExportResult(out, meta_path, fmt, chosen, meta)
+    atomic.write_json(metadata_path_for(out), meta)
+    return ExportResult(out, metadata_path_for(out), fmt, chosen, meta)
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.suffix.lower() == ".json":
+        raise ConfigError(
+            f"--out {out}: the metadata is written as {metadata_path_for(out).name}; name the model file .onnx or .pt"
+        )
+    for path in (out, metadata_path_for(out)):
+        if path.exists() and not force:
+            raise ConfigError(f"{path} already exists; choose another --out or pass --force to replace it")
 
 
 def _require_onnx() -> None:
@@ -246,4 +265,4 @@ def _metadata(project: Project, chosen: ChosenModel, classes: tuple[str, ...], m
     }
 
 
-__all__ = ["EXPORT_FORMATS", "ExportResult", "TAO_EXPORT_HINT", "export_model", "metadata_path_for"]
+__all__ = ["EXPORT_FORMAT", "EXPORT_FORMATS", "ExportResult", "TAO_EXPORT_HINT", "export_model", "metadata_path_for"]

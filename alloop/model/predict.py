@@ -12,7 +12,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -27,6 +27,7 @@ from alloop.model.registry import ChosenModel, choose_model
 from alloop.project import Project
 
 PREDICT_FORMATS = ("coco", "labelstudio", "yolo")
+PREDICT_FORMAT = "coco"  # when --format is not given
 DRAW_DIR = "drawn"  # --draw writes <out>/drawn/<image>.jpg
 _COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
 
@@ -120,16 +121,17 @@ def run_detector(
     inputs: Sequence[InputImage],
     *,
     iteration: int | None = None,
+    chosen: ChosenModel | None = None,
     score_threshold: float | None = None,
     device: str | None = None,
     progress: bool = True,
 ) -> Predictions:
-    """Detections of the chosen iteration's model on ``inputs`` (see :func:`choose_model`)."""
+    """Detections on ``inputs`` of ``chosen``, or of :func:`choose_model`'s pick for ``iteration``."""
     from alloop.loop import build_trainer  # the loop's own trainer construction, not a second one
 
     if score_threshold is not None and not 0.0 <= score_threshold < 1.0:
         raise ConfigError(f"--score-threshold must be in [0, 1), got {score_threshold}")
-    chosen = choose_model(project, iteration)
+    chosen = chosen if chosen is not None else choose_model(project, iteration)
     classes = tuple(project.store.classes())
     device = resolve_device(device or project.config.device)
     trainer = build_trainer(project, classes, device)
@@ -149,25 +151,39 @@ def run_detector(
 def predict(
     project_dir: Path,
     inputs: Sequence[Path],
-    out: Path,
+    out: Path | None = None,
     *,
-    fmt: str = "coco",
+    fmt: str | None = None,
     iteration: int | None = None,
     score_threshold: float | None = None,
     draw: bool = False,
     force: bool = False,
     device: str | None = None,
     progress: bool = True,
+    announce: Callable[[ChosenModel], None] | None = None,
 ) -> PredictResult:
-    """Run the chosen model on ``inputs`` and write ``out/`` in ``fmt`` (+ ``drawn/`` JPEGs with ``draw``)."""
+    """Run the chosen model on ``inputs`` and write ``out/`` in ``fmt`` (+ ``drawn/`` JPEGs with ``draw``).
+
+    ``out`` None: ``PROJECT/artifacts/predict/iteration-N-<UTC time>``; ``fmt`` None: COCO.
+    ``announce`` is told the chosen model before the detector runs.
+    """
+    fmt = fmt or PREDICT_FORMAT
     if fmt not in PREDICT_FORMATS:
         raise ConfigError(f"unknown prediction format {fmt!r}; --format takes one of {', '.join(PREDICT_FORMATS)}")
-    out = Path(out)
-    _check_out(out, force)
+    if out is not None:
+        _check_out(Path(out), force)
     images = collect_images(inputs)
     # No lock: predicting only reads the store and the checkpoint, so it may run beside a step.
     with Project.open(Path(project_dir), lock=False) as project:
-        preds = run_detector(project, images, iteration=iteration, score_threshold=score_threshold,
+        chosen = choose_model(project, iteration)
+        if out is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+            out = project.artifacts / "predict" / f"iteration-{chosen.model.iteration}-{stamp}"
+        out = Path(out)
+        _check_out(out, force)
+        if announce is not None:
+            announce(chosen)
+        preds = run_detector(project, images, chosen=chosen, score_threshold=score_threshold,
                              device=device, progress=progress)
     with _staged(out, force) as tmp:
         files = [write_predictions(preds, tmp, fmt)]
@@ -259,6 +275,7 @@ def draw_predictions(preds: Predictions, out_dir: Path) -> Path:
 
 __all__ = [
     "DRAW_DIR",
+    "PREDICT_FORMAT",
     "PREDICT_FORMATS",
     "InputImage",
     "PredictResult",

@@ -57,6 +57,13 @@ def list_models(project: Project) -> tuple[ModelInfo, ...]:
     return tuple(out)
 
 
+def project_models(project_dir: Path) -> tuple[tuple[ModelInfo, ...], int | None]:
+    """Every iteration's model and the best one, read without taking the project lock."""
+    with Project.open(Path(project_dir), lock=False) as project:
+        models = list_models(project)
+    return models, best_iteration(models)
+
+
 def best_iteration(models: Sequence[ModelInfo]) -> int | None:
     """The available model with the highest held-out mAP@0.5 (ties: higher mAP@[.5:.95], then later)."""
     measured = [m for m in models if m.available and m.map50 is not None]
@@ -110,4 +117,4 @@ def choose_model(project: Project, iteration: int | None = None) -> ChosenModel:
     return ChosenModel(model, reason, best)
 
 
-__all__ = ["ChosenModel", "ModelInfo", "best_iteration", "choose_model", "list_models"]
+__all__ = ["ChosenModel", "ModelInfo", "best_iteration", "choose_model", "list_models", "project_models"]
