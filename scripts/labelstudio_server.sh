@@ -28,6 +28,7 @@ install() {
     rm -rf "$VENV/template"
     mkdir -p "$VENV/template"
     LABEL_STUDIO_BASE_DATA_DIR="$(pwd)/$VENV/template" DJANGO_SETTINGS_MODULE=core.settings.label_studio \
+        LATEST_VERSION_CHECK=false COLLECT_ANALYTICS=false \
         "$VENV/bin/python" "$("$VENV/bin/python" -c 'import label_studio, os; print(os.path.dirname(label_studio.__file__))')/manage.py" \
         migrate --no-color -v 0
     echo "$SPEC" > "$stamp"

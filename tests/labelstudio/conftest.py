@@ -116,11 +116,11 @@ def api(server: Server, method: str, path: str, body=None):
     return json.loads(payload) if payload else None
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stepped(tmp_path_factory, orchard_master) -> Path:
     """A project after one step (so there is a model to serve), its next batch waiting.
 
-    Module-scoped: one step (tens of seconds) shared by the tests that only read the project.
+    Session-scoped: one step (tens of seconds) shared by the tests that only read the project.
     """
     from alloop.oracle import GroundTruthOracle
 
