@@ -171,9 +171,18 @@ class SimulationDefaults:
     test_fraction: float = 0.2
 
 
+@dataclass(frozen=True)
+class ServeDefaults:
+    """`alloop serve`: where the Label Studio ML backend listens (this machine only by default)."""
+
+    host: str = "127.0.0.1"
+    port: int = 9090
+
+
 ORCHARD = OrchardDefaults()
 DEMO = DemoDefaults()
 SIMULATION = SimulationDefaults()
+SERVE = ServeDefaults()
 
 
 def defaults() -> dict[str, Any]:
@@ -329,4 +338,4 @@ def _tomlable(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["BATCH_SIZE", "CONFIG_FILE", "DEMO", "EXPORT_FORMAT", "KEY_OF", "ORCHARD", "SECTIONS",
-           "SIMULATION", "ProjectConfig", "default", "defaults", "value_problems"]
+           "SERVE", "SIMULATION", "ProjectConfig", "default", "defaults", "value_problems"]

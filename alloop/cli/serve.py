@@ -8,13 +8,13 @@ import typer
 
 from alloop.cli.arguments import ProjectArg, QuietOpt
 from alloop.cli.output import console, esc, run, setup_logging
-from alloop.config import BATCH_SIZE
+from alloop.config import BATCH_SIZE, SERVE
 
 
 def serve(
     project: ProjectArg,
-    host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")] = 9090,
+    host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on this machine.")] = SERVE.host,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")] = SERVE.port,
     threshold: Annotated[Optional[float], typer.Option("--preannotation-threshold", min=0.0, max=1.0, help="Send only boxes scoring at least this. Default: \\[preannotation] threshold in alloop.toml.")] = None,
     max_boxes: Annotated[Optional[int], typer.Option("--preannotation-max-boxes", min=1, help="Send at most this many boxes per image, best first. Default: \\[preannotation] max_boxes.")] = None,
     connect: Annotated[bool, typer.Option("--connect/--no-connect", help="Register this backend with the Label Studio project `alloop labelstudio push` linked ($LABEL_STUDIO_URL, $LABEL_STUDIO_API_KEY).")] = False,

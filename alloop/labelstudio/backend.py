@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from alloop.config import SERVE
 from alloop.errors import AlloopError, LabelError
 from alloop.formats import labelstudio as lsformat
 from alloop.formats.names import ImageIndex
@@ -252,7 +253,7 @@ class BackendServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, predictor: Predictor, host: str = "127.0.0.1", port: int = 9090,
+    def __init__(self, predictor: Predictor, host: str = SERVE.host, port: int = SERVE.port,
                  trainer: Trainer | None = None) -> None:
         super().__init__((host, port), _Handler)
         self.predictor = predictor
