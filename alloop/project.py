@@ -216,7 +216,8 @@ def load_config(path: Path) -> ProjectConfig:
 
 def _config_header() -> str:
     return (
-        "# alloop project configuration. Edit freely; `alloop init --help` and the README explain each key.\n"
+        "# alloop project configuration. Edit freely between rounds: specs/alloop.toml in alloop's source explains\n"
+        "# every key; a bad key or value is refused when the project opens, naming it and what is allowed.\n"
         "# Classes, labels, tags and iterations live in alloop.db (see `alloop status`).\n\n"
     )
 
