@@ -36,8 +36,8 @@ OUTPUT_NAMES = ("boxes", "labels", "scores")
 # What TAO's own tool does for its checkpoints (TAO 5, the yolo_v4 network alloop's TAO trainer runs).
 TAO_EXPORT_HINT = (
     "the tao trainer's checkpoints are exported by TAO itself: "
-    "`tao model yolo_v4 export -m <checkpoint .hdf5> -e <experiment spec> -o model.onnx --target_opset 12` "
-    "(then `tao deploy yolo_v4 gen_trt_engine` for TensorRT); see docs/tao.md"
+    "`tao model yolo_v4 export -m <checkpoint .hdf5> -e <experiment spec> -o model.onnx --target_opset 12 "
+    "--gen_ds_config` (TAO 5; TAO 4 .tlt models add -k KEY), then `tao deploy yolo_v4 gen_trt_engine` for TensorRT"
 )
 
 
@@ -85,7 +85,9 @@ def export_model(
     with Project.open(Path(project_dir), lock=False) as project:
         chosen = choose_model(project, iteration)
         if project.config.trainer == "tao":
-            raise TrainerError(TAO_EXPORT_HINT)
+            spec = project.checkpoint_dir(chosen.model.iteration) / "specs" / "train.txt"
+            raise TrainerError(TAO_EXPORT_HINT.replace("<checkpoint .hdf5>", str(chosen.model.checkpoint))
+                               .replace("<experiment spec>", str(spec)))
         if project.config.trainer != "torchvision":
             raise TrainerError(
                 f"export-model exports torchvision detectors; this project's trainer is "

@@ -100,7 +100,7 @@ def _blob() -> bytes:
 
 def test_tao_checkpoints_point_at_taos_own_export(hand_project, tmp_path):
     proj = hand_project([(1, _blob(), 0.4, 0.2)], trainer="tao")
-    with pytest.raises(TrainerError, match=r"tao model yolo_v4 export -m .* -o model.onnx"):
+    with pytest.raises(TrainerError, match=r"tao model yolo_v4 export -m \S*iteration-1/best.pt -e \S*iteration-1/specs/train.txt -o model.onnx"):
         export_model(proj, fmt="onnx", out=tmp_path / "model.onnx")
     assert not (tmp_path / "model.onnx").exists()
 
