@@ -15,6 +15,7 @@ from alloop.config import BATCH_SIZE
 def step(
     project: ProjectArg,
     labels: Annotated[Optional[Path], typer.Option("--labels", "-l", help="Labels of the last batch, as exported by your labeling tool.")] = None,
+    source: Annotated[Optional[str], typer.Option("--from", help="Take the labels from a live tool instead of a file: labelstudio (the annotations submitted in the Label Studio project `alloop labelstudio push` linked; $LABEL_STUDIO_URL, $LABEL_STUDIO_API_KEY).")] = None,
     label_format: Annotated[Optional[str], typer.Option("--format", "-f", help="Label format (sniffed when omitted): coco, labelstudio, cvat, cvat_xml, kitti, voc, yolo.")] = None,
     n: BatchOpt = BATCH_SIZE,
     method: Annotated[Optional[str], typer.Option(help="Next-batch selection: auto (default: maxherding + uncertainty below 100 labeled images, then coral), coral (diversity + uncertainty), typiclust, maxherding, coreset or random.")] = None,
@@ -39,6 +40,17 @@ def step(
     def go() -> Any:
         options = formats.ImportOptions(clip_boxes=clip_boxes, add_classes=add_classes, allow_duplicates=allow_duplicates,
                                         voc_origin=voc_origin)
+        if source is not None:
+            from alloop.errors import ConfigError
+            from alloop.labelstudio.sync import connection_for, step_from_labelstudio
+
+            if source != "labelstudio":
+                raise ConfigError(f"--from {source}: unknown; live label sources: labelstudio")
+            if labels is not None:
+                raise ConfigError("--labels and --from labelstudio exclude each other; give one of them")
+            return step_from_labelstudio(project, connection_for(project), n=n, method=method, score=score,
+                                         import_options=options, restart=restart, progress=not quiet,
+                                         device=device, budget_boxes=budget_boxes)[1]
         return loop.step(project, labels=labels, label_format=label_format, n=n, method=method, score=score,
                          import_options=options, restart=restart, progress=not quiet, device=device,
                          budget_boxes=budget_boxes)
@@ -61,4 +73,7 @@ def step(
         console.print(f"  report: {esc(r.report)}")
     if r.still_queued:
         console.print(f"[yellow]{len(r.still_queued)} images from earlier batches still wait for labels[/]")
-    console.print(f"\nNext: label the batch, then `alloop step {esc(project)} --labels FILE --n {n}`")
+    if source == "labelstudio":
+        console.print(f"\nNext: `alloop labelstudio push {esc(project)}` sends the new batch to Label Studio")
+    else:
+        console.print(f"\nNext: label the batch, then `alloop step {esc(project)} --labels FILE --n {n}`")

@@ -59,3 +59,11 @@ def test_serve_connect_needs_a_linked_project(stepped, tmp_path, monkeypatch) ->
     (stepped / "artifacts" / "labelstudio" / "link.json").unlink(missing_ok=True)
     result = CliRunner().invoke(app, ["serve", str(stepped), "--port", "0", "--connect"])
     assert "--connect: " in _one_line(result) and "linked to no Label Studio project" in result.output
+
+
+def test_step_from_names_the_sources_and_excludes_labels(tmp_path) -> None:
+    project = _bare_project(tmp_path)
+    line = _one_line(CliRunner().invoke(app, ["step", str(project), "--from", "labelbox"]))
+    assert "--from labelbox: unknown; live label sources: labelstudio" in line
+    line = _one_line(CliRunner().invoke(app, ["step", str(project), "--from", "labelstudio", "--labels", "x.json"]))
+    assert "--labels and --from labelstudio exclude each other" in line

@@ -6,7 +6,10 @@ import json
 
 import pytest
 
+from typer.testing import CliRunner
+
 from alloop import loop
+from alloop.cli import app
 from alloop.labelstudio import Connection, LabelStudioError, pull, push, step_from_labelstudio
 from alloop.labelstudio.sync import load_link
 from alloop.project import Project
@@ -71,9 +74,13 @@ def test_push_annotate_pull_step_push(label_studio, orchard, tiny_config, tmp_pa
     with pytest.raises(LabelStudioError, match="nothing new to import"):
         pull(project, conn)  # the same annotations are never imported twice
 
-    # The next batch goes out with the model's boxes as predictions.
-    second = push(project, conn)
-    assert second.tag == "iteration-1" and second.created == 4 and second.labeled == 0
+    # The next batch goes out with the model's boxes as predictions (through the CLI this time).
+    monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
+    result = CliRunner().invoke(app, ["labelstudio", "push", str(project)])
+    assert result.exit_code == 0, result.output
+    assert f"using Label Studio project {first.project_id}" in result.output
+    assert "batch iteration-1: 4 new task(s) with" in result.output and label_studio.token not in result.output
     tasks = _tasks(label_studio, first.project_id)
     assert len(tasks) == 8
     assert [t["total_predictions"] for t in tasks[4:]] == [1, 1, 1, 1]
