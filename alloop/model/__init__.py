@@ -12,8 +12,22 @@ The model card of each iteration lives with the report (:mod:`alloop.report.mode
 from __future__ import annotations
 
 from alloop.model.export import EXPORT_FORMATS, TAO_EXPORT_HINT, ExportResult, export_model
-from alloop.model.predict import PREDICT_FORMATS, PredictResult, Predictions, collect_images, predict, run_detector
-from alloop.model.registry import ChosenModel, ModelInfo, best_iteration, choose_model, list_models, project_models
+from alloop.model.predict import (
+    PREDICT_FORMATS,
+    Predictions,
+    PredictResult,
+    collect_images,
+    predict,
+    run_detector,
+)
+from alloop.model.registry import (
+    ChosenModel,
+    ModelInfo,
+    best_iteration,
+    choose_model,
+    list_models,
+    project_models,
+)
 
 __all__ = [
     "EXPORT_FORMATS",

@@ -267,4 +267,4 @@ def _metadata(project: Project, chosen: ChosenModel, classes: tuple[str, ...], m
     }
 
 
-__all__ = ["EXPORT_FORMAT", "EXPORT_FORMATS", "ExportResult", "TAO_EXPORT_HINT", "export_model", "metadata_path_for"]
+__all__ = ["EXPORT_FORMAT", "EXPORT_FORMATS", "TAO_EXPORT_HINT", "ExportResult", "export_model", "metadata_path_for"]

@@ -19,7 +19,8 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image, ImageDraw
 
-from alloop import formats, images as imagelib
+from alloop import formats
+from alloop import images as imagelib
 from alloop.boxes import Detections, detections_to_boxes, xyxy_to_cxcywh_norm
 from alloop.device import resolve_device
 from alloop.errors import ConfigError, ImageError

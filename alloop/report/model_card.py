@@ -134,8 +134,8 @@ def _changes(project: Project, card: ModelCard) -> tuple[str, ...]:
     if card.previous is None:
         return ("First model of the project.",)
     prev = _gather(project, card.previous)
-    lines = [f"Labeled images: {prev.labeled} → {card.labeled} (+{card.labeled - prev.labeled}); "
-             f"training {prev.train} → {card.train}, held-out {prev.heldout} → {card.heldout}."]
+    lines = [(f"Labeled images: {prev.labeled} → {card.labeled} (+{card.labeled - prev.labeled}); "
+              f"training {prev.train} → {card.train}, held-out {prev.heldout} → {card.heldout}.")]
     grown = [f"{c} {card.boxes_train.get(c, 0) - prev.boxes_train.get(c, 0):+d}"
              for c in card.boxes_train if card.boxes_train.get(c, 0) != prev.boxes_train.get(c, 0)]
     if grown:
@@ -178,8 +178,8 @@ def render_markdown(card: ModelCard) -> str:
         "",
         "## Data",
         f"- Labeled images: {card.labeled} ({card.new_labeled} new this iteration)",
-        f"- Training images: {card.train}; held-out images: {card.heldout} (a fixed share of each labeled batch, "
-        "never trained on)",
+        (f"- Training images: {card.train}; held-out images: {card.heldout} (a fixed share of each labeled batch, "
+         "never trained on)"),
         "",
         "| class | training boxes | held-out boxes | AP@0.5 | AP@[.5:.95] |",
         "|---|---:|---:|---:|---:|",

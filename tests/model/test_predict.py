@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -129,7 +128,7 @@ def test_unknown_format_and_threshold(hand_project, tmp_path):
 
 
 def _synthetic(tmp_path, make_image) -> Predictions:
-    image = make_image(tmp_path / "in" / "row_1" / "a.png", (100, 50))
+    make_image(tmp_path / "in" / "row_1" / "a.png", (100, 50))
     det = Detections(
         boxes=np.array([[10, 5, 30, 25], [50, 10, 90, 40]], np.float32),
         labels=np.array([1, 0]), scores=np.array([0.9, 0.4], np.float32),

@@ -6,7 +6,13 @@ import json
 
 from alloop.report import write_report
 from alloop.report.data import gather_report_data
-from alloop.report.model_card import CARD_DATA, CARD_FILE, gather_model_card, render_markdown, write_model_card
+from alloop.report.model_card import (
+    CARD_DATA,
+    CARD_FILE,
+    gather_model_card,
+    render_markdown,
+    write_model_card,
+)
 from alloop.report.render import render_html
 
 
