@@ -57,12 +57,30 @@ class ModelCard:
     previous: int | None  # the iteration before this one that trained a model
     changes: tuple[str, ...] = field(default_factory=tuple)  # what changed since ``previous``
 
+    @property
+    def card_path(self) -> str | None:
+        """Where ``model_card.md`` is (relative to the project): beside the checkpoint."""
+        return str(Path(self.checkpoint).parent / CARD_FILE) if self.checkpoint else None
+
 
 def _finite(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
+def _recorded_config(project: Project, checkpoint: str | None) -> dict[str, Any] | None:
+    """The training settings an iteration's card recorded when it was first written, if readable."""
+    if not checkpoint:
+        return None
+    try:
+        saved = json.loads(((project.root / checkpoint).parent / CARD_DATA).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    config = saved.get("config") if isinstance(saved, dict) else None
+    return dict(config) if isinstance(config, dict) else None
+
+
 def _config(project: Project) -> dict[str, Any]:
+    """The settings that train the next model, as alloop.toml has them now."""
     cfg = project.config
     out: dict[str, Any] = {"seed": cfg.seed, "val_fraction": cfg.val_fraction, "device": cfg.device}
     out.update({f"{cfg.trainer}.{k}": v for k, v in sorted(cfg.trainer_options.items())})
@@ -120,7 +138,8 @@ def _gather(project: Project, iteration: int) -> ModelCard:
         new_labeled=imported.new if imported else 0,
         boxes_train=dict(train_boxes),
         boxes_heldout=dict(val_boxes),
-        config=_config(project),
+        # A card written before keeps the settings of its time; alloop.toml may have changed since.
+        config=_recorded_config(project, record.checkpoint) or _config(project),
         map50=_finite(record.map50),
         map=_finite(record.map),
         per_class_ap50={k: _finite(v) for k, v in (metrics.get("per_class_ap50") or {}).items()},
@@ -146,10 +165,8 @@ def _changes(project: Project, card: ModelCard) -> tuple[str, ...]:
             lines.append(f"{METRIC_NAMES[key].split(' — ')[0]}: {a:.3f} → {b:.3f} ({b - a:+.3f}).")
     if card.map50 is not None and prev.heldout != card.heldout:
         lines.append("The held-out set grew as well, so the two mAP figures are not on the same images.")
-    saved = project.checkpoint_dir(card.previous) / CARD_DATA
-    try:
-        old = json.loads(saved.read_text(encoding="utf-8")).get("config", {})
-    except (OSError, ValueError, AttributeError):
+    old = _recorded_config(project, prev.checkpoint)
+    if old is None:
         lines.append(f"Training settings of iteration {card.previous} were not recorded (no readable {CARD_DATA}).")
         return tuple(lines)
     diff = [f"{k}: {old.get(k)!r} → {v!r}" for k, v in card.config.items() if old.get(k) != v]

@@ -49,6 +49,7 @@ def test_card_files_and_the_settings_that_changed(report_project):
     project.save_config(project.config.with_changes(seed=5, trainer_options={"epochs": 3}))
     card = gather_model_card(project, 2)
     assert card.changes[-1] == "Settings changed: seed: 0 → 5; torchvision.epochs: None → 3."
+    assert gather_model_card(project, 1).config["seed"] == 0  # a written card keeps the settings of its time
     text = render_markdown(card)
     for expected in ("# Model card: proj, iteration 2",
                      "mAP@0.5 — COCO mean average precision at IoU 0.5 (pycocotools), held-out labeled images: **0.600**",
@@ -69,6 +70,7 @@ def test_report_shows_the_card_and_writes_model_card_md(report_project):
     project = _with_checkpoints(report_project(steps=2), iterations=(2,))
     html = render_html(gather_report_data(project, 2))
     assert 'id="model-card"' in html and "What changed since the previous model" in html
+    assert "also in artifacts/checkpoints/iteration-2/model_card.md" in html
     assert 'id="model-card"' not in render_html(gather_report_data(project, 1))  # no checkpoint, no card
     write_report(project, 2)
     assert (project.checkpoint_dir(2) / CARD_FILE).read_text().startswith("# Model card: proj, iteration 2")
