@@ -36,6 +36,10 @@ class LabelStudioError(AlloopError):
     """Label Studio cannot be reached, refuses the token, or answers a request with an error."""
 
 
+class _Refused(LabelStudioError):
+    """HTTP 401: the token (or an access token that expired) was refused."""
+
+
 @dataclass(frozen=True)
 class Connection:
     """Where Label Studio runs and the API token to use (``repr`` hides the token)."""
@@ -90,6 +94,7 @@ class Client:
         self.url = connection.url
         self.timeout = timeout
         self._auth: str | None = None
+        self._refreshed = False
 
     # -- transport ------------------------------------------------------------------------------
 
@@ -122,7 +127,7 @@ class Client:
         except urllib.error.HTTPError as e:
             detail = _error_detail(e.read())
             if e.code == 401:
-                raise LabelStudioError(
+                raise _Refused(
                     f"{what} refused the API token (401); copy the token from Account & Settings → "
                     f"Access Token into {KEY_ENV} (legacy tokens must be enabled in Organization → API Tokens)"
                 ) from None
@@ -151,7 +156,14 @@ class Client:
         """One API call; ``path`` starts with ``/api/``; JSON in and out (bytes when ``raw``)."""
         if params:
             path += "?" + urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-        return self._send(method, path, body, auth=self._authorization(), raw=raw)
+        try:
+            return self._send(method, path, body, auth=self._authorization(), raw=raw)
+        except _Refused:
+            if not (self._auth or "").startswith("Bearer") or self._refreshed:
+                raise
+            # An access token lives minutes; a step takes longer. Exchange the refresh token again, once.
+            self._auth, self._refreshed = None, True
+            return self._send(method, path, body, auth=self._authorization(), raw=raw)
 
     # -- the calls alloop makes ----------------------------------------------------------------
 

@@ -67,3 +67,15 @@ def test_step_from_names_the_sources_and_excludes_labels(tmp_path) -> None:
     assert "--from labelbox: unknown; live label sources: labelstudio" in line
     line = _one_line(CliRunner().invoke(app, ["step", str(project), "--from", "labelstudio", "--labels", "x.json"]))
     assert "--labels and --from labelstudio exclude each other" in line
+
+
+def test_a_personal_access_token_is_exchanged_for_access_tokens(label_studio) -> None:
+    """Label Studio 1.23's Access Token page shows a personal access token (a JWT refresh token)."""
+    from alloop.labelstudio import Client, Connection
+
+    from .conftest import api
+
+    pat = api(label_studio, "POST", "/api/token/")["token"]
+    client = Client(Connection(label_studio.url, pat))
+    assert client.whoami()["email"] == "alloop-tests@example.com"
+    assert client._auth.startswith("Bearer ") and pat not in client._auth
