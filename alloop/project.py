@@ -64,8 +64,8 @@ class ProjectLock:
         """Who holds the lock now ("pid N on HOST"), or None when nobody does (a crashed holder holds nothing)."""
         try:
             fh = open(self.path, encoding="utf-8")
-        except FileNotFoundError:
-            return None
+        except OSError:
+            return None  # no lock file yet, or not ours to read: nothing to tell (status must not fail on it)
         with fh:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)

@@ -129,7 +129,10 @@ def test_the_reference_config_in_specs_loads_round_trips_and_covers_every_key():
     known = {k for s in selectors().values() for k in s.defaults}
     assert set(re.findall(r"^#?\s*([a-z_]+)\s*=", text.split("[selection.options]")[1].split("[embedder]")[0],
                           flags=re.M)) <= known
-    config_from_mapping(load_embedder(cfg.embedder).Config, cfg.embedder_options, where="specs embedder")
+    # The embedder examples are for ssl (auto takes no options; its choice is tested in tests/embed/test_auto.py).
+    ssl_examples = dict(re.findall(r"^#\s*([a-z_]+)\s*=\s*(\d+)", blocks["embedder.options"], flags=re.M))
+    config_from_mapping(load_embedder("ssl").Config, {k: int(v) for k, v in ssl_examples.items()}, where="specs")
+    assert cfg.embedder == "auto" and not cfg.embedder_options
     config_from_mapping(load_trainer(cfg.trainer).Config, cfg.trainer_options, where="specs trainer")
 
 
@@ -156,3 +159,16 @@ def test_a_status_probe_does_not_make_a_starting_step_fail(tmp_path):
     threading.Timer(0.1, lambda: (fcntl.flock(fh.fileno(), fcntl.LOCK_UN), fh.close())).start()
     with Project.open(tmp_path / "p"):
         pass
+
+
+def test_lock_holder_of_an_unreadable_lock_file_is_unknown_not_a_crash(tmp_path):
+    import os
+
+    from alloop.project import LOCK_FILE, ProjectLock
+
+    with Project.create(tmp_path / "p", ProjectConfig(image_root="x")):
+        pass
+    (tmp_path / "p" / LOCK_FILE).unlink()
+    (tmp_path / "p" / LOCK_FILE).mkdir()  # unreadable as a file for any user, root included
+    assert ProjectLock(tmp_path / "p").holder() is None
+    os.rmdir(tmp_path / "p" / LOCK_FILE)
