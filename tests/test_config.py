@@ -95,7 +95,7 @@ def test_with_changes_keeps_what_is_none():
 
 def test_defaults_come_from_the_dataclass_and_every_field_has_a_key():
     assert set(KEY_OF) == set(defaults()) | {"image_root"}
-    assert default("export_formats") == ("coco", "labelstudio") and default("embedder") == "ssl"
+    assert default("export_formats") == ("coco", "labelstudio") and default("embedder") == "auto"
     assert {k for keys in SECTIONS.values() for k in keys} >= {"seed", "method", "name", "options"}
 
 

@@ -18,7 +18,7 @@ def init(
     n: BatchOpt = BATCH_SIZE,
     method: Annotated[Optional[str], typer.Option(help="First-batch selection: auto (default: typiclust, the typical images of k-means clusters), typiclust, maxherding (kernel coverage), coreset (farthest points) or random.")] = None,
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names, in order. Default: taken from the first label file.")] = None,
-    embedder: Annotated[Optional[str], typer.Option(help="Embedder: ssl (self-supervised on your images; no download), backbone, detector.", show_default=shown_default("embedder"))] = None,
+    embedder: Annotated[Optional[str], typer.Option(help="Embedder: auto (ImageNet backbone when its weights are offline, else ssl), ssl (self-supervised on your images; no download), backbone, detector.", show_default=shown_default("embedder"))] = None,
     embedder_option: Annotated[Optional[list[str]], typer.Option("--embedder-option", "-E", help="Embedder setting KEY=VALUE (repeatable), e.g. -E epochs=20.")] = None,
     trainer: Annotated[Optional[str], typer.Option(help="Detector plugin (see `alloop trainers`).", show_default=shown_default("trainer"))] = None,
     trainer_option: Annotated[Optional[list[str]], typer.Option("--trainer-option", "-T", help="Trainer setting KEY=VALUE (repeatable), e.g. -T epochs=20 -T weights=none.")] = None,
