@@ -23,7 +23,9 @@ import time
 
 import numpy as np
 
-METHODS = ("mundig", "coreset", "plain", "coral", "random", "typiclust", "maxherding", "coral_typicality")
+METHODS = ("mundig", "coreset", "plain", "coral", "random", "typiclust", "maxherding", "coral_typicality", "compose")
+# The "compose" case: a weighted-term spec (alloop.select.compose) with all three CORAL-engine terms.
+COMPOSE_SPEC = "diversity=1, uncertainty=1, typicality=0.5"
 
 
 def make_embeddings(kind: str, n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -123,12 +125,14 @@ def _select_with(
             torch.cuda.synchronize()
         return picks, time.perf_counter() - t0, extra
     options: dict = {}
-    if method in ("coreset", "coral", "coral_typicality"):
+    if method in ("coreset", "coral", "coral_typicality", "compose"):
         options = {"hot_size": 64} if warmup else {}
         if threads:
             options["threads"] = threads
     if method == "coral_typicality":
         method, options["typicality"] = "coral", 0.5
+    if method == "compose":
+        method = COMPOSE_SPEC
     labeled = np.zeros(n, bool)
     s = select(method, k, SelectionInputs(x, labeled, scores), device=device, **options)
     if device.startswith("cuda"):
