@@ -33,6 +33,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "val_fraction": "val_fraction",
         "export_formats": "export_formats",
         "image_url_prefix": "image_url_prefix",
+        "max_image_pixels": "max_image_pixels",
     },
     "selection": {
         "init_method": "init_method",
@@ -50,6 +51,9 @@ SECTIONS: dict[str, dict[str, str]] = {
 KEY_OF: dict[str, tuple[str, str]] = {f: (s, k) for s, keys in SECTIONS.items() for k, f in keys.items()}
 # Seeds go to numpy's and torch's generators: numpy takes 0 ≤ seed < 2**32.
 MAX_SEED = 2**32 - 1
+# The most max_image_pixels may be; alloop.images sets Pillow's own limit to it so that Pillow
+# never refuses an image the project's limit lets through.
+MAX_IMAGE_PIXELS_CEILING = 800_000_000
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,9 @@ class ProjectConfig:
     val_fraction: float = 0.2                    # share of each labeled batch held out for evaluation
     export_formats: tuple[str, ...] = ("coco", "labelstudio")
     image_url_prefix: str | None = None          # where Label Studio can fetch images (http://host:port/)
+    # Larger images are refused at registration from their header, before decoding (a 775 KB PNG can
+    # hold 27000x27000 pixels, gigabytes decoded); 100 MP leaves room for 50 MP drone photos.
+    max_image_pixels: int = 100_000_000
     selection_method: str = "auto"               # for `step`: by regime (see alloop/select/auto.py)
     init_method: str = "auto"                    # for `init`: auto = typiclust without a model
     score: str = DEFAULT_SCORE
@@ -268,6 +275,12 @@ def _score(value: Any) -> str | None:
     return None
 
 
+def _max_image_pixels(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_IMAGE_PIXELS_CEILING:
+        return None
+    return f"must be a whole number of pixels from 1 to {MAX_IMAGE_PIXELS_CEILING}, e.g. max_image_pixels = 100000000"
+
+
 def _options(value: Any) -> str | None:
     if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
         return None
@@ -309,6 +322,7 @@ _CHECKS = {
     "val_fraction": _val_fraction,
     "export_formats": _export_formats,
     "image_url_prefix": _url_prefix,
+    "max_image_pixels": _max_image_pixels,
     "selection_method": _text,
     "init_method": _text,
     "score": _score,

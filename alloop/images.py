@@ -1,7 +1,9 @@
 """Find, hash, open and validate images.
 
 A corrupt or unsupported file is reported and skipped, never a crash: registration returns the
-good images and a list of (path, reason) for the bad ones.
+good images and a list of (path, reason) for the bad ones. So is everything a scan passes over
+that a user may have meant as an image: an unreadable folder, a broken link or one leading out of
+the image root, a linked folder, and a format Pillow reads that alloop does not take (.gif...).
 """
 
 from __future__ import annotations
@@ -13,15 +15,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from alloop.config import MAX_IMAGE_PIXELS_CEILING
 from alloop.errors import ImageError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 
-# MinneApple's photos are ~1280x720 but users bring 50-megapixel drone shots; refuse only the
-# absurd (decompression bombs) rather than PIL's conservative default.
-Image.MAX_IMAGE_PIXELS = 400_000_000
+# The project's own limit (max_image_pixels in alloop.toml) is checked from the header before any
+# decode. Pillow's, which it enforces inside every Image.open (a warning above it, an error above
+# twice it), is the backstop for images opened outside a project: at the ceiling of the project's
+# limit, it neither refuses nor warns about an image that the project's check is about to refuse.
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS_CEILING
 
 # What PIL raises for a file it cannot decode (truncated, not an image, absurdly large...).
 DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
@@ -45,26 +50,121 @@ class BadImage:
     reason: str
 
 
+@dataclass(frozen=True)
+class Scan:
+    """What a walk of an image folder found: the image files to inspect, and what it skipped with why."""
+
+    files: tuple[Path, ...]
+    skipped: tuple[BadImage, ...]
+
+
 def discover(root: Path) -> list[Path]:
     """Every image file under ``root`` (recursively, sorted), by extension, hidden dirs skipped."""
+    return list(scan(root).files)
+
+
+def scan(root: Path, *, image_root: Path | None = None) -> Scan:
+    """Image files under ``root`` (recursively, sorted; hidden entries passed over) and the skipped ones.
+
+    Skipped, each with its reason and its path relative to ``image_root`` (default ``root``): a
+    folder that cannot be read, a linked folder (never followed), a link that is broken or leads
+    out of ``image_root``, and a file in a format Pillow reads but alloop does not take.
+    """
     root = Path(root)
+    base = Path(image_root) if image_root is not None else root
     if not root.exists():
         raise ImageError(f"{root}: image folder not found; pass an existing folder with --images")
     if not root.is_dir():
         raise ImageError(f"{root}: not a folder; pass the folder that holds your images with --images")
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    skipped: list[BadImage] = []
+    unreadable: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append, followlinks=False):
+        here = Path(dirpath)
+        kept = []
+        for name in sorted(dirnames):
+            if name.startswith("."):
+                continue
+            if (here / name).is_symlink():
+                skipped.append(BadImage(_entry_name(here / name, base) + "/", _LINKED_FOLDER))
+            else:
+                kept.append(name)
+        dirnames[:] = kept
         for name in filenames:
-            if not name.startswith(".") and name.lower().endswith(EXTENSIONS):
-                found.append(Path(dirpath) / name)
+            if name.startswith("."):
+                continue
+            path = here / name
+            reason = _not_taken(path, base)
+            if reason:
+                skipped.append(BadImage(_entry_name(path, base), reason))
+            elif os.path.splitext(name)[1].lower() in EXTENSIONS:
+                found.append(path)
+    for exc in unreadable:
+        folder = Path(exc.filename) if exc.filename else root
+        if folder == root:
+            raise ImageError(f"{root}: cannot read the image folder ({exc.strerror}); fix its permissions")
+        skipped.append(BadImage(_entry_name(folder, base) + "/",
+                                f"folder not readable ({exc.strerror}); fix its permissions, then `alloop add`"))
     found.sort()
+    skipped.sort(key=lambda b: b.path)
     if not found:
+        also = f"; skipped {len(skipped)} (first: {skipped[0].path}: {skipped[0].reason})" if skipped else ""
         raise ImageError(
-            f"{root}: no images found (looked recursively for {', '.join(EXTENSIONS)}); "
+            f"{root}: no images found (looked recursively for {', '.join(EXTENSIONS)}){also}; "
             "point --images at the folder that holds them"
         )
-    return found
+    return Scan(tuple(found), tuple(skipped))
+
+
+_LINKED_FOLDER = "a link to a folder, not followed; move or copy its images under the image root"
+
+
+def _other_formats() -> dict[str, str]:
+    """Extension -> format of what Pillow can decode but alloop does not take under that extension."""
+    Image.init()
+    out = {}
+    for ext, fmt in Image.registered_extensions().items():
+        factory = Image.OPEN.get(fmt, (None,))[0]
+        # Stub formats (HDF5, GRIB, WMF...) are only recognised by Pillow, never decoded.
+        stub = isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
+        if ext not in EXTENSIONS and factory is not None and not stub:
+            out[ext] = fmt
+    return out
+
+
+_OTHER_FORMATS = _other_formats()
+_TAKEN_FORMATS = {Image.registered_extensions()[ext]: ext for ext in reversed(EXTENSIONS)}
+
+
+def _not_taken(path: Path, base: Path) -> str | None:
+    """Why the file ``path`` is skipped (a bad link, a format alloop does not take), or None."""
+    ext = os.path.splitext(path.name)[1].lower()
+    if ext not in EXTENSIONS:
+        fmt = _OTHER_FORMATS.get(ext)
+        if fmt is None:
+            return None  # not an image at all (notes, label files...): nothing to report
+        if fmt in _TAKEN_FORMATS:
+            return f"{fmt} under the extension {ext}, which alloop does not take; rename it to {_TAKEN_FORMATS[fmt]}"
+        return (f"{fmt} ({ext}) is not a format alloop takes ({', '.join(EXTENSIONS)}); "
+                "convert it, e.g. to PNG")
+    if not path.is_symlink():
+        return None
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing target, or a loop of links
+        return f"broken link (to {os.readlink(path)}); restore its target or remove the link"
+    if not target.is_relative_to(Path(base).resolve()):
+        return f"a link to {target}, outside the image root {base}; move or copy the file under the image root"
+    return None
+
+
+def _entry_name(path: Path, base: Path) -> str:
+    """The posix path of an entry relative to ``base`` without following the entry itself if a link."""
+    path = Path(path)
+    try:
+        return PurePosixPath((path.parent.resolve() / path.name).relative_to(Path(base).resolve())).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def relative_name(path: Path, root: Path) -> str:
@@ -94,11 +194,20 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def inspect(path: Path, root: Path) -> ImageInfo | BadImage:
-    """Hash and fully decode one image; a failure becomes a BadImage with the reason."""
-    rel = relative_name(path, root)
+def inspect(path: Path, root: Path, *, max_pixels: int | None = None) -> ImageInfo | BadImage:
+    """Hash and fully decode one image; a failure becomes a BadImage with the reason.
+
+    An image of more than ``max_pixels`` pixels (read from its header) is refused before decoding:
+    a small file can hold a huge image (a decompression bomb) that would take gigabytes to decode.
+    """
+    try:
+        rel = relative_name(path, root)
+    except ImageError as exc:
+        return BadImage(_entry_name(path, root), str(exc))
     try:
         with Image.open(path) as img:
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                return BadImage(rel, _too_large(img.width, img.height, max_pixels))
             img.load()  # verify() misses truncated data; a full decode does not
             width, height = oriented_size(img)
     except DECODE_ERRORS as exc:
@@ -108,10 +217,16 @@ def inspect(path: Path, root: Path) -> ImageInfo | BadImage:
     return ImageInfo(rel, sha256_of(path), width, height)
 
 
-def inspect_all(paths: Sequence[Path], root: Path, *, workers: int = 4) -> Iterator[ImageInfo | BadImage]:
+def inspect_all(paths: Sequence[Path], root: Path, *, workers: int = 4,
+                max_pixels: int | None = None) -> Iterator[ImageInfo | BadImage]:
     """Inspect many images with a small thread pool (decoding and hashing release the GIL)."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(lambda p: inspect(p, root), paths)
+        yield from pool.map(lambda p: inspect(p, root, max_pixels=max_pixels), paths)
+
+
+def _too_large(width: int, height: int, max_pixels: int) -> str:
+    return (f"{width}x{height} is {width * height / 1e6:.0f} megapixels, over the project's limit of "
+            f"{max_pixels / 1e6:g} (max_image_pixels in alloop.toml); downscale or tile it, or raise the limit")
 
 
 def oriented_size(img: Image.Image) -> tuple[int, int]:

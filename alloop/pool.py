@@ -8,23 +8,26 @@ reported — its labels are never dropped silently: a missing image is set aside
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from alloop import images as imagelib
 from alloop.project import Project
+from alloop.store import ImageRow
 
 log = logging.getLogger("alloop")
 
 
 @dataclass(frozen=True)
 class Registration:
-    """What a scan of the image root found."""
+    """What a scan of the image root found: counts, the bad or skipped files (path, reason), and
+    new images whose content equals another registered image's (path, the other's path)."""
 
     added: int
     known: int
     bad: tuple[tuple[str, str], ...]
+    duplicates: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,27 +61,41 @@ def register(project: Project, *, root: Path | None = None, progress: bool = Tru
     ``on_commit`` runs inside that transaction (to record a stage, or to refuse the result by raising).
     """
     image_root = project.image_root
-    scan = Path(root) if root else image_root
-    imagelib.relative_name(scan, image_root)  # refuses a folder outside the root, with the fix
-    paths = imagelib.discover(scan)
+    folder = Path(root) if root else image_root
+    imagelib.relative_name(folder, image_root)  # refuses a folder outside the root, with the fix
+    found = imagelib.scan(folder, image_root=image_root)
     known = project.store.image_by_path()
-    new_paths = [p for p in paths if imagelib.relative_name(p, image_root) not in known]
-    items = imagelib.inspect_all(new_paths, image_root)
+    new_paths = [p for p in found.files if imagelib.relative_name(p, image_root) not in known]
+    items = imagelib.inspect_all(new_paths, image_root, max_pixels=project.config.max_image_pixels)
     if progress:
         from rich.progress import track
 
         items = track(items, total=len(new_paths), description="reading images", transient=True)
-    infos, bad = [], []
+    infos, bad = [], list(found.skipped)
     for item in items:
         (infos if isinstance(item, imagelib.ImageInfo) else bad).append(item)
+    duplicates = _same_content(infos, known.values())
+    for path, other in duplicates:
+        log.warning("%s has the same content as %s; both are registered (delete one if it is a copy)", path, other)
     with project.store.transaction():
         added = project.store.add_images((i.path, i.sha256, i.width, i.height) for i in infos)
         project.store.record_bad_images((b.path, b.reason) for b in bad)
-        result = Registration(added=added, known=len(paths) - len(new_paths),
-                              bad=tuple((b.path, b.reason) for b in bad))
+        result = Registration(added=added, known=len(found.files) - len(new_paths),
+                              bad=tuple((b.path, b.reason) for b in bad), duplicates=duplicates)
         if on_commit is not None:
             on_commit(result)
     return result
+
+
+def _same_content(infos: list[imagelib.ImageInfo], known: Iterable[ImageRow]) -> tuple[tuple[str, str], ...]:
+    """(new image, the image it copies) for each new image whose hash is already taken."""
+    first = {r.sha256: r.path for r in known}
+    out = []
+    for info in infos:
+        other = first.setdefault(info.sha256, info.path)
+        if other != info.path:
+            out.append((info.path, other))
+    return tuple(out)
 
 
 def check(project: Project, *, repair: bool = False) -> Checkup:

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+from pathlib import Path
+
 import pytest
 from PIL import Image
 
 from alloop import images
-from alloop.errors import ImageError
+from alloop.config import CONFIG_FILE
+from alloop.errors import ConfigError, ImageError
+from alloop.pool import register
+from alloop.project import Project, ProjectConfig, load_config
 
 
 def _img(path, size=(32, 24), color=(200, 30, 30), fmt=None):
@@ -87,3 +101,142 @@ def test_opening_against_a_label_size(tmp_path):
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     with pytest.raises(ImageError, match=r"bad.jpg: cannot decode \(.*\); run `alloop doctor`"):
         images.load_rgb(tmp_path / "bad.jpg", expect=(20, 40))
+
+
+# --- issue 19: decompression bombs, links, unreadable folders, formats alloop does not take ---------
+
+
+def _bomb_png(path, side=27000):
+    """A real PNG of side x side black pixels (grayscale): ~0.7 MB on disk, side² bytes decoded."""
+    compress = zlib.compressobj(9)
+    block = b"\0" * (1 + side) * 1000  # filter byte + one row, 1000 rows at a time
+    data = b"".join(compress.compress(block[: (1 + side) * min(1000, side - r)]) for r in range(0, side, 1000))
+    data += compress.flush()
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory):
+    return _bomb_png(tmp_path_factory.mktemp("bomb") / "bomb.png")
+
+
+def test_a_decompression_bomb_is_refused_from_its_header_without_decoding(bomb):
+    # Issue 19: a 27000x27000 PNG (775 KB) registered as a good image at a peak of 5.7 GB.
+    assert bomb.stat().st_size < 1_000_000
+    # VmHWM: this process's peak memory (ru_maxrss would include the pytest process it was forked from).
+    code = (
+        "import re, sys; from pathlib import Path; from alloop import images; "
+        "r = images.inspect(Path(sys.argv[1]), Path(sys.argv[1]).parent, max_pixels=100_000_000); "
+        "print(type(r).__name__); print(r.reason); "
+        "print(re.search(r'VmHWM:\\s+(\\d+) kB', Path('/proc/self/status').read_text()).group(1))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(bomb)], capture_output=True, text=True, check=True)
+    kind, reason, peak_kib = out.stdout.strip().splitlines()
+    assert kind == "BadImage"
+    assert reason == ("27000x27000 is 729 megapixels, over the project's limit of 100 (max_image_pixels in "
+                      "alloop.toml); downscale or tile it, or raise the limit")
+    assert int(peak_kib) < 400 * 1024, f"peak {int(peak_kib) // 1024} MB: the image was decoded"
+
+
+def test_the_pixel_limit_is_the_projects_and_the_bomb_is_listed_with_the_unreadable(tmp_path, bomb):
+    root = tmp_path / "imgs"
+    _img(root / "small.png", size=(40, 30), fmt="PNG")
+    _img(root / "wide.png", size=(80, 30), fmt="PNG")
+    shutil.copy(bomb, root / "bomb.png")
+    with Project.create(tmp_path / "p", ProjectConfig(image_root=str(root), max_image_pixels=2000)) as p:
+        reg = register(p, progress=False)
+        assert reg.added == 1 and [r.path for r in p.store.images()] == ["small.png"]
+        bad = dict(p.store.bad_images())
+    assert set(bad) == {"bomb.png", "wide.png"}
+    assert bad["wide.png"].startswith("80x30 is 0 megapixels, over the project's limit of 0.002 (max_image_pixels")
+    assert bad["bomb.png"].startswith("27000x27000 is 729 megapixels")
+
+
+@pytest.mark.parametrize("value", ["0", "true", "1.5", "900000000", '"100M"'])
+def test_max_image_pixels_is_checked_at_load(tmp_path, value):
+    (tmp_path / CONFIG_FILE).write_text(f'[project]\nimage_root = "imgs"\nmax_image_pixels = {value}\n')
+    with pytest.raises(ConfigError, match=rf"\[project\] max_image_pixels = {re.escape(value)}: must be a "
+                                          r"whole number of pixels from 1 to 800000000"):
+        load_config(tmp_path / CONFIG_FILE)
+
+
+def test_links_out_of_the_root_and_broken_ones_are_listed_and_skipped(tmp_path):
+    # Issue 19: one symlink pointing outside the image root stopped init/add with nothing registered.
+    root = tmp_path / "root"
+    _img(root / "a.jpg")
+    _img(root / "sub" / "b.jpg")
+    _img(tmp_path / "outside" / "o.jpg")
+    (root / "out.jpg").symlink_to(tmp_path / "outside" / "o.jpg")
+    (root / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (root / "inside.jpg").symlink_to(root / "sub" / "b.jpg")
+    (root / "linked").symlink_to(tmp_path / "outside")
+    found = images.scan(root)
+    assert [p.relative_to(root).as_posix() for p in found.files] == ["a.jpg", "inside.jpg", "sub/b.jpg"]
+    skipped = {b.path: b.reason for b in found.skipped}
+    assert skipped == {
+        "out.jpg": f"a link to {tmp_path / 'outside' / 'o.jpg'}, outside the image root {root}; "
+                   "move or copy the file under the image root",
+        "gone.jpg": f"broken link (to {tmp_path / 'nowhere.jpg'}); restore its target or remove the link",
+        "linked/": "a link to a folder, not followed; move or copy its images under the image root",
+    }
+    # inspect itself never raises for a link out of the root (it used to, stopping the whole scan)
+    assert isinstance(images.inspect(root / "out.jpg", root), images.BadImage)
+
+
+def test_formats_pillow_reads_but_alloop_does_not_take_are_listed(tmp_path):
+    _img(tmp_path / "a.jpg")
+    _img(tmp_path / "anim.gif", fmt="GIF")
+    _img(tmp_path / "photo.jfif", fmt="JPEG")
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "labels.json").write_text("{}")
+    found = images.scan(tmp_path)
+    assert [p.name for p in found.files] == ["a.jpg"]
+    assert {b.path: b.reason for b in found.skipped} == {
+        "anim.gif": "GIF (.gif) is not a format alloop takes (.jpg, .jpeg, .png, .tif, .tiff, .bmp, .webp); "
+                    "convert it, e.g. to PNG",
+        "photo.jfif": "JPEG under the extension .jfif, which alloop does not take; rename it to .jpg",
+    }
+
+
+def test_a_folder_of_only_gifs_names_them_in_the_no_images_error(tmp_path):
+    _img(tmp_path / "anim.gif", fmt="GIF")
+    with pytest.raises(ImageError, match=r"no images found .*; skipped 1 \(first: anim.gif: GIF \(.gif\) is not"):
+        images.scan(tmp_path)
+
+
+@contextlib.contextmanager
+def _as_nobody():
+    """Run as an unprivileged user: root reads every folder whatever its mode (CI runs as root)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+def test_an_unreadable_subfolder_is_reported():
+    # Issue 19: an unreadable subfolder was skipped silently.
+    top = Path(tempfile.mkdtemp())  # under /tmp, which the unprivileged user can traverse (tmp_path: not)
+    try:
+        top.chmod(0o755)
+        _img(top / "a.jpg")
+        _img(top / "locked" / "b.jpg")
+        (top / "locked").chmod(0)
+        (top / "a.jpg").chmod(0o644)
+        with _as_nobody():
+            found = images.scan(top)
+        assert [p.name for p in found.files] == ["a.jpg"]
+        assert [(b.path, b.reason) for b in found.skipped] == [
+            ("locked/", "folder not readable (Permission denied); fix its permissions, then `alloop add`")]
+    finally:
+        (top / "locked").chmod(0o755)
+        shutil.rmtree(top)

@@ -6,8 +6,10 @@ import shutil
 
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
 from alloop.boxes import Box, ImageAnnotation
+from alloop.cli import app
 from alloop.errors import ImageError
 from alloop.pool import check, register
 from alloop.project import Project, ProjectConfig
@@ -90,3 +92,77 @@ def test_orphaned_artifacts_are_listed(project):
     (d / "shard-00003.npy").write_bytes(b"")
     subjects = {f.subject for f in check(project).findings if f.kind == "orphan"}
     assert subjects == {"artifacts/checkpoints/iteration-7", "artifacts/embeddings/k/shard-00003.npy"}
+
+
+# --- issue 19: bad links and duplicates never stop registration ------------------------------------
+
+
+def test_identical_images_under_two_names_get_a_notice(project, caplog):
+    root = project.image_root
+    shutil.copy(root / "a" / "1.png", root / "a" / "copy_of_1.png")
+    shutil.copy(root / "a" / "2.png", root / "b.png")
+    shutil.copy(root / "a" / "2.png", root / "c.png")
+    with caplog.at_level("WARNING", logger="alloop"):
+        reg = register(project, progress=False)
+    assert reg.added == 3  # both names stay registered: the notice is for the user to decide
+    assert reg.duplicates == (("a/copy_of_1.png", "a/1.png"), ("b.png", "a/2.png"), ("c.png", "a/2.png"))
+    notices = [r.getMessage() for r in caplog.records]
+    assert "a/copy_of_1.png has the same content as a/1.png; both are registered (delete one if it is a copy)" in notices
+    assert len(notices) == 3
+
+
+def _flat(result) -> str:
+    """The command's output with Rich's wrapping at the terminal width undone."""
+    return " ".join(result.output.split())
+
+
+def test_add_lists_a_link_out_of_the_root_and_registers_the_rest(project, tmp_path):
+    # Issue 19: a symlink pointing outside the image root stopped `alloop add` with nothing registered.
+    root = project.image_root
+    Image.new("RGB", (40, 30), (1, 2, 3)).save(tmp_path / "elsewhere.png")
+    (root / "a" / "out.png").symlink_to(tmp_path / "elsewhere.png")
+    (root / "a" / "gone.png").symlink_to(tmp_path / "deleted.png")
+    Image.new("RGB", (40, 30), (9, 9, 9)).save(root / "a" / "new.png")
+    project.close()
+    result = CliRunner().invoke(app, ["add", str(tmp_path / "proj"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    out = _flat(result)
+    assert "✓ 1 new images registered (4 already known)" in out
+    assert f"skipped a/out.png: a link to {tmp_path / 'elsewhere.png'}, outside the image root {root}; " \
+           "move or copy the file under the image root" in out
+    assert f"skipped a/gone.png: broken link (to {tmp_path / 'deleted.png'}); restore its target or remove the link" \
+           in out
+    with Project.open(tmp_path / "proj") as p:
+        assert sorted(r.path for r in p.store.images()) == ["a/0.png", "a/1.png", "a/2.png", "a/3.png", "a/new.png"]
+        assert [path for path, _ in p.store.bad_images()] == ["a/gone.png", "a/out.png"]
+
+
+def test_init_lists_a_link_out_of_the_root_and_registers_the_rest(tmp_path):
+    # Issue 19: the same link stopped `alloop init`; now it is listed with the other unreadable images.
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i in range(6):
+        Image.new("RGB", (48, 32), (i * 40, 90, 200 - i * 30)).save(root / f"{i}.png")
+    Image.new("RGB", (48, 32)).save(tmp_path / "outside.png")
+    (root / "link.png").symlink_to(tmp_path / "outside.png")
+    Image.new("RGB", (48, 32)).save(root / "anim.gif")
+    result = CliRunner().invoke(app, [
+        "init", str(tmp_path / "p"), "--images", str(root), "--n", "2", "--device", "cpu",
+        "--embedder", "backbone", "-E", "arch=mobilenet_v3_small", "-E", "weights=none", "-E", "image_size=32",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "✓ registered 6 images (2 unreadable skipped, see `alloop status`)" in _flat(result)
+    status = _flat(CliRunner().invoke(app, ["status", str(tmp_path / "p")]))
+    assert "link.png: a link to" in status and "anim.gif: GIF (.gif) is not a format" in status
+
+
+def test_init_on_a_folder_with_no_image_alloop_takes_changes_nothing(tmp_path):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    Image.new("RGB", (48, 32)).save(root / "anim.gif")
+    result = CliRunner().invoke(app, ["init", str(tmp_path / "p"), "--images", str(root)])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {root}: no images found")
+    assert "skipped 1 (first: anim.gif: GIF (.gif) is not a format alloop takes" in lines[0]
+    assert not (tmp_path / "p").exists()
