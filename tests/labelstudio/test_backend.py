@@ -86,3 +86,36 @@ def test_trainer_counts_events_before_a_step(stepped) -> None:
     trainer = Trainer(stepped, 3, n=2, connection=None, step_options={})
     assert trainer.notify("ANNOTATION_CREATED") == "counted 1/3"
     assert trainer.notify("ANNOTATION_UPDATED") == "counted 2/3"
+
+
+def test_annotations_submitted_in_label_studio_trigger_a_step(label_studio, stepped, tmp_path, monkeypatch) -> None:
+    """Connecting the backend makes Label Studio post every event to its /webhook; --train-after 1 steps."""
+    import shutil
+    import time
+
+    from alloop.project import Project
+
+    monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(label_studio.document_root))
+    project = tmp_path / "copy"
+    shutil.copytree(stepped, project, ignore=shutil.ignore_patterns("labelstudio", ".alloop.lock"))
+    conn = Connection(label_studio.url, label_studio.token)
+    pushed = push(project, conn)
+    trainer = Trainer(project, 1, n=2, connection=conn, step_options={})
+    server = BackendServer(Predictor(project), port=0, trainer=trainer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        connect_backend(Client(conn), pushed.project_id, server.url)
+        task = next(iter(Client(conn).tasks(pushed.project_id)))
+        api(label_studio, "POST", f"/api/tasks/{task['id']}/annotations/", {"result": [], "was_cancelled": False})
+        deadline = time.monotonic() + 600
+        while trainer.runs == 0 and time.monotonic() < deadline:
+            time.sleep(1)
+        assert trainer.runs == 1 and trainer.last_error is None
+    finally:
+        server.shutdown()
+        server.server_close()
+    with Project.open(project, lock=False) as p:
+        assert [it.status for it in p.store.iterations()] == ["done", "done", "done"]
+        assert task["data"]["alloop_file"] in {a.file_name for _, a, _ in p.store.annotations("train")
+                                               + p.store.annotations("val")}
+    assert len(list(Client(conn).tasks(pushed.project_id))) == 4 + 2  # the next batch was pushed
