@@ -13,7 +13,7 @@ from alloop.cli.output import console, esc, run
 
 def export_model(
     project: ProjectArg,
-    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="onnx or torchscript (default onnx; onnx needs pip install 'alloop[onnx]').")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="Model file format: onnx, torchscript (default onnx; ONNX needs pip install 'alloop[onnx]').")] = None,
     iteration: Annotated[Optional[int], typer.Option("--iteration", "-i", help="Whose model (default: the best held-out mAP@0.5; `alloop status --models` lists them).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="The model file; FILE.json is written beside it (default: PROJECT/artifacts/models/iteration-N.onnx or .pt).")] = None,
     score_threshold: Annotated[Optional[float], typer.Option("--score-threshold", "-t", help="Boxes scoring at most this are dropped inside the model (default: the trainer's score_threshold).")] = None,

@@ -76,3 +76,20 @@ def test_predict_and_export_say_which_model(trained_project, tmp_path):
                                  "--out", str(tmp_path / "m.pt")], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "torchscript model written" in result.output and (tmp_path / "m.json").is_file()
+
+
+def test_format_lists_in_help_are_the_supported_formats():
+    # Help texts are written out (the CLI imports no library to start): a new format must be added there too.
+    import typer.main
+
+    from alloop.model.export import EXPORT_FORMATS
+    from alloop.model.predict import PREDICT_FORMATS
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+
+    def listed(command: str) -> tuple[str, ...]:
+        text = next(p.help for p in commands[command].params if "--format" in getattr(p, "opts", ()))
+        return tuple(w.strip(" .,") for w in text.split(":", 1)[1].split("(")[0].split(","))
+
+    assert listed("predict") == PREDICT_FORMATS
+    assert listed("export-model") == EXPORT_FORMATS
