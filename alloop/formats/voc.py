@@ -113,6 +113,28 @@ def file_origin(root) -> int | None:
     return 1 if "PASCAL VOC" in said or "VOC20" in said else None
 
 
+def _resolve(filename: str | None, rel_stem: str, index, where: str) -> str:
+    """The project image a VOC file names. <filename> is usually a bare name; the XML's own sub-folder
+    or path may disambiguate it, but never overrides it (an unknown or escaping filename is an error)."""
+    if not filename:
+        return index.resolve_stem(rel_stem, where)
+    folder = rel_stem.rsplit("/", 1)[0] if "/" in rel_stem else ""
+    if folder:
+        try:
+            return index.resolve(f"{folder}/{filename}", where)
+        except LabelError:
+            pass
+    try:
+        return index.resolve(filename, where)
+    except LabelError as err:
+        if "ambiguous" not in str(err):
+            raise
+        by_stem = index.resolve_stem(rel_stem, where)
+        if by_stem.rsplit("/", 1)[-1] != filename.replace("\\", "/").rsplit("/", 1)[-1]:
+            raise
+        return by_stem
+
+
 def _parse_file(f: Path, rel_stem: str, index, origin: int | None) -> RawImage:
     root = load_xml(f)
     where = str(f)
@@ -122,27 +144,7 @@ def _parse_file(f: Path, rel_stem: str, index, origin: int | None) -> RawImage:
         origin = file_origin(root) or 0
     filename = _text(root, "filename")
     raw = RawImage(filename or rel_stem, where, _size(root, "width", where), _size(root, "height", where))
-    # Resolve here: <filename> is usually a bare name; the XML's own sub-folder / path may
-    # disambiguate it, but never overrides it (a filename that is unknown or escapes is an error).
-    if not filename:
-        raw.resolved = index.resolve_stem(rel_stem, where)
-    else:
-        folder = rel_stem.rsplit("/", 1)[0] if "/" in rel_stem else ""
-        if folder:
-            try:
-                raw.resolved = index.resolve(f"{folder}/{filename}", where)
-            except LabelError:
-                pass
-        if raw.resolved is None:
-            try:
-                raw.resolved = index.resolve(filename, where)
-            except LabelError as err:
-                if "ambiguous" not in str(err):
-                    raise
-                by_stem = index.resolve_stem(rel_stem, where)
-                if by_stem.rsplit("/", 1)[-1] != filename.replace("\\", "/").rsplit("/", 1)[-1]:
-                    raise
-                raw.resolved = by_stem
+    raw.resolved = _resolve(filename, rel_stem, index, where)
     for i, obj in enumerate(root.findall("object"), start=1):
         name = _text(obj, "name")
         owhere = f"{where}: object {i} ({name!r})"
