@@ -8,7 +8,11 @@ refused. Never edit a released file: add the next number.
 
 The files live in ``specs/schema/`` so they read without Python; ``alloop/store/schema`` is a
 symbolic link to that folder, which setuptools copies into the wheel as package data
-(pyproject.toml), so an installed alloop and a source checkout read the same files.
+(pyproject.toml), so an installed alloop and a source checkout read the same files through
+``importlib.resources``. Why a link: one copy of the SQL (a copy inside the package would drift);
+setuptools ``data-files`` install outside the package where nothing can find them; mapping a package
+onto ``specs/schema`` needs an ``__init__.py`` there or every package listed by hand. Git keeps the
+link and every platform alloop runs on (it locks with fcntl) follows it.
 """
 
 from __future__ import annotations
