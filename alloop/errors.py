@@ -45,5 +45,9 @@ class StoreError(AlloopError):
     """The SQLite store is corrupt, from a newer alloop, or otherwise unusable."""
 
 
+class DiskFullError(AlloopError):
+    """A write failed because the disk (or the user's quota) is full; nothing half-written is left."""
+
+
 class LockError(ProjectError):
     """Another alloop process holds the project lock."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,36 @@ def coco_subset(ground_truth: Path, file_names: list[str], out: Path) -> Path:
 def make_labels():
     """The coco_subset function, for tests that play the annotator."""
     return coco_subset
+
+
+class SmallDisk:
+    """A tmpfs of a few megabytes: a disk that really fills up (ENOSPC), and can be given more room."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def resize(self, size: str) -> None:
+        """Grow (or shrink) the disk, e.g. ``resize("64m")``: the user freeing space."""
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(self.path)], check=True, capture_output=True)
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """``small_disk(size)`` mounts a tmpfs of ``size`` (e.g. "2m") under tmp_path; skips where mounting is refused."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> SmallDisk:
+        path = tmp_path / f"disk{len(mounted)}"
+        path.mkdir()
+        if shutil.which("mount") is None:
+            pytest.skip("no mount command: cannot make a small disk to fill")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root; CI runs as root): {done.stderr.strip()}")
+        mounted.append(path)
+        return SmallDisk(path)
+
+    yield mount
+    for path in mounted:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
