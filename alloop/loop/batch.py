@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 
 from alloop import formats
-from alloop.boxes import Detections, detections_to_boxes
+from alloop.boxes import Detections
 from alloop.device import resolve_device
 from alloop.loop.embed import pool_embeddings
 from alloop.loop.records import ExportInfo, SelectInfo, StepSelectInfo, tag_name
 from alloop.loop.runner import Record, Turn
+from alloop.preannotate import Preannotation, preannotation_boxes
 from alloop.predictions import load_predictions
 from alloop.project import Project, ProjectConfig
 from alloop.select import Selection, SelectionInputs, select, selector_for
@@ -24,8 +25,6 @@ from alloop.store import ImageRow, Store, TagMember
 
 log = logging.getLogger("alloop")
 
-# Pre-annotations below this score would cost annotators more clicks to delete than they save.
-PREANNOTATION_THRESHOLD = 0.3
 # Predicted boxes at or above this score count as predicted objects (coral's class balance, box budgets).
 PREDICTED_CLASS_THRESHOLD = 0.5
 
@@ -219,6 +218,8 @@ def export_items(project: Project, members: Sequence[TagMember], out: Path, fmt:
         ids, det_list, _ = load_predictions(predictions)
         dets = dict(zip(ids.tolist(), det_list))
     classes = store.classes()
+    # Which of the model's boxes a labeler sees: [preannotation] threshold and max_boxes (alloop.preannotate).
+    rule = Preannotation(project.config.preannotation_threshold, project.config.preannotation_max_boxes)
     items = []
     for m in members:
         r = rows[m.image_id]
@@ -229,8 +230,7 @@ def export_items(project: Project, members: Sequence[TagMember], out: Path, fmt:
                 path=project.image_root / r.path,
                 width=r.width,
                 height=r.height,
-                predictions=detections_to_boxes(pred.above(PREANNOTATION_THRESHOLD), classes)
-                if pred is not None and classes else (),
+                predictions=preannotation_boxes(pred, classes, rule) if pred is not None and classes else (),
                 score=m.score,
             )
         )

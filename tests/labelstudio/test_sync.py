@@ -12,6 +12,7 @@ from alloop import loop
 from alloop.cli import app
 from alloop.labelstudio import Connection, LabelStudioError, pull, push, step_from_labelstudio
 from alloop.labelstudio.sync import load_link
+from alloop.preannotate import DEFAULT_MAX_BOXES, DEFAULT_THRESHOLD
 from alloop.project import Project
 
 from .conftest import api
@@ -84,6 +85,11 @@ def test_push_annotate_pull_step_push(label_studio, orchard, tiny_config, tmp_pa
     tasks = _tasks(label_studio, first.project_id)
     assert len(tasks) == 8
     assert [t["total_predictions"] for t in tasks[4:]] == [1, 1, 1, 1]
+    for task in tasks[4:]:  # the [preannotation] rule: scores >= threshold, at most max_boxes, best first
+        (prediction,) = api(label_studio, "GET", f"/api/tasks/{task['id']}/")["predictions"]
+        scores = [r["score"] for r in prediction["result"]]
+        assert len(scores) <= DEFAULT_MAX_BOXES and scores == sorted(scores, reverse=True)
+        assert all(s >= DEFAULT_THRESHOLD for s in scores)
     assert {t["data"]["alloop_file"] for t in tasks[4:]}.isdisjoint(t["data"]["alloop_file"] for t in tasks[:4])
 
 
