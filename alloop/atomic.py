@@ -128,10 +128,11 @@ def disk_full(exc: BaseException, target: Path | None = None, *, needed: int | N
 
 def is_disk_full(exc: BaseException, directory: Path | None = None) -> bool:
     """Whether ``exc`` means the disk is full: ENOSPC/EDQUOT or SQLite's SQLITE_FULL anywhere in its
-    chain, or (given the ``directory`` written to) an OSError/RuntimeError while it has next to nothing free."""
+    chain, or (given the ``directory`` written to) a write error while it has next to nothing free."""
     if any(_says_full(e) for e in _chain(exc)):
         return True
-    return (directory is not None and isinstance(exc, (OSError, RuntimeError))
+    # SQLite may say "disk I/O error" where the write under it failed for want of space.
+    return (directory is not None and isinstance(exc, (OSError, RuntimeError, sqlite3.OperationalError))
             and free_bytes(directory) < _NEARLY_FULL)
 
 

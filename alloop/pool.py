@@ -8,6 +8,8 @@ reported — its labels are never dropped silently: a missing image is set aside
 from __future__ import annotations
 
 import logging
+import shutil
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,7 +158,44 @@ def check(project: Project, *, repair: bool = False) -> Checkup:
         findings.insert(0, Finding("image_root", str(root), "no registered image is under the image root",
                                    f"the folder moved? set image_root in {project.root / 'alloop.toml'}"))
     findings.extend(_orphans(project))
+    findings.extend(_temporaries(project, repaired if repair else None))
     return Checkup(tuple(findings), len(rows), tuple(repaired))
+
+
+# A temporary this recently written may belong to a command writing now (backup, export-model and
+# the Label Studio commands write without the project lock): reported, never deleted.
+_TEMP_IN_USE_S = 600
+
+
+def _temporaries(project: Project, repaired: list[str] | None) -> list[Finding]:
+    """Temporary files and staging folders an interrupted write left (kill -9, a full disk before
+    alloop cleaned up after itself); with ``repaired`` given, delete those not written recently."""
+    root = project.root
+    found = [p for p in root.glob("*.tmp") if p.is_file()]
+    if project.artifacts.is_dir():
+        found += [p for p in project.artifacts.rglob("*.tmp") if p.is_file()]
+        found += [p for p in project.artifacts.rglob(".staging-*") if p.is_dir()]
+    out = []
+    for path in sorted(set(found)):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue  # finished (renamed) or removed since the scan
+        age = time.time() - stat.st_mtime
+        what = "staging folder" if path.is_dir() else f"temporary file ({stat.st_size / 1e6:.1f} MB)"
+        if age < _TEMP_IN_USE_S:
+            out.append(Finding("temporary", project.relpath(path), f"{what} written {age:.0f} s ago",
+                               "if no alloop command is running, run `alloop doctor --repair` in a few minutes"))
+            continue
+        out.append(Finding("temporary", project.relpath(path), f"{what} left by an interrupted write",
+                           "`alloop doctor --repair` deletes it"))
+        if repaired is not None:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            repaired.append(f"deleted {project.relpath(path)}")
+    return out
 
 
 def _orphans(project: Project) -> list[Finding]:

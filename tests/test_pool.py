@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 
 import pytest
 from PIL import Image
@@ -92,6 +94,48 @@ def test_orphaned_artifacts_are_listed(project):
     (d / "shard-00003.npy").write_bytes(b"")
     subjects = {f.subject for f in check(project).findings if f.kind == "orphan"}
     assert subjects == {"artifacts/checkpoints/iteration-7", "artifacts/embeddings/k/shard-00003.npy"}
+
+
+def test_temporary_files_left_by_interrupted_writes_are_listed_and_repaired(project, tmp_path):
+    # Issue 19: a full disk left a 63 MB best.pt.tmp and `doctor` said all was well.
+    old = time.time() - 3600
+    ckpt = project.checkpoint_dir(0)
+    ckpt.mkdir(parents=True)
+    left = {
+        ckpt / "best.pt.tmp": b"\0" * 63_000,
+        ckpt / ".last.pt.k3j9x0qa.tmp": b"\0" * 10,
+        project.backups_dir() / "alloop-2026.db.tmp": b"",
+        project.root / ".alloop.toml.abcdefgh.tmp": b"x",
+    }
+    for path, data in left.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    staging = project.export_dir("init") / ".staging-0123abcd"
+    (staging / "images").mkdir(parents=True)
+    for path in (*left, staging):
+        os.utime(path, (old, old))
+    fresh = ckpt / ".best.pt.zz9x8w7v.tmp"  # a write in progress: listed, never deleted
+    fresh.write_bytes(b"")
+    project.store.start_iteration(0, method="random", score_spec=None, config={})
+    found = {f.subject: f for f in check(project).findings if f.kind == "temporary"}
+    assert set(found) == {project.relpath(p) for p in (*left, staging, fresh)}
+    assert found["artifacts/checkpoints/iteration-0/best.pt.tmp"].detail == \
+        "temporary file (0.1 MB) left by an interrupted write"
+    assert found["artifacts/checkpoints/iteration-0/best.pt.tmp"].fix == "`alloop doctor --repair` deletes it"
+    assert found[project.relpath(fresh)].detail.startswith("temporary file (0.0 MB) written ")
+    assert found[project.relpath(staging)].detail == "staging folder left by an interrupted write"
+    project.close()
+    result = CliRunner().invoke(app, ["doctor", str(project.root), "--repair"])
+    assert result.exit_code == 0, result.output
+    out = _flat(result)
+    assert "temporary artifacts/checkpoints/iteration-0/best.pt.tmp: temporary file (0.1 MB) left by an " \
+           "interrupted write → `alloop doctor --repair` deletes it" in out
+    assert "repaired deleted artifacts/checkpoints/iteration-0/best.pt.tmp" in out
+    assert not any(path.exists() for path in (*left, staging)) and fresh.exists()
+    os.utime(fresh, (old, old))
+    assert CliRunner().invoke(app, ["doctor", str(project.root), "--repair"]).exit_code == 0
+    assert not fresh.exists()
+    assert "store and files agree" in CliRunner().invoke(app, ["doctor", str(project.root)]).output
 
 
 # --- issue 19: bad links and duplicates never stop registration ------------------------------------

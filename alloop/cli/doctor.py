@@ -12,9 +12,9 @@ from alloop.cli.output import console, esc, run
 
 def doctor(
     project: ProjectArg,
-    repair: Annotated[bool, typer.Option(help="Apply the safe fixes: set aside missing images, re-hash changed unlabeled ones. Labels are never touched.")] = False,
+    repair: Annotated[bool, typer.Option(help="Apply the safe fixes: set aside missing images, re-hash changed unlabeled ones, delete temporary files left by interrupted writes. Labels are never touched.")] = False,
 ) -> None:
-    """Check the store against the files: missing or changed images, a moved image root, store integrity, orphaned artifacts."""
+    """Check the store against the files: missing or changed images, a moved image root, store integrity, orphaned artifacts and temporary files."""
     from alloop.pool import check
     from alloop.project import Project
 

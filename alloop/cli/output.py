@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
+from alloop.atomic import disk_full
 from alloop.errors import AlloopError
 
 T = TypeVar("T")
@@ -46,3 +47,10 @@ def run(fn: Callable[[], T]) -> T:
             "[yellow]interrupted:[/] finished stages are saved; run the same command again to resume", highlight=False
         )
         raise typer.Exit(130) from None
+    except Exception as exc:
+        # A full disk under a writer that does not name it (a plain open(), a library) is still one line.
+        full = disk_full(exc)
+        if full is None:
+            raise
+        err_console.print(f"[bold red]error:[/] {esc(full)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(full.exit_code) from None

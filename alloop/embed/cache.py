@@ -53,7 +53,7 @@ def cached_embeddings(
             raise EmbedError(f"embedder {embedder.name} produced non-finite values; check its weights")
         shard = f"shard-{_next_shard(directory):05d}.npy"
         directory.mkdir(parents=True, exist_ok=True)
-        with atomic.atomic_path(directory / shard) as tmp:
+        with atomic.atomic_path(directory / shard, size=vectors.nbytes) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, vectors)
         # The shard file exists before the index points at it, so a crash in between only

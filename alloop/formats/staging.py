@@ -13,6 +13,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+from alloop import atomic
 from alloop.errors import ImageError
 
 
@@ -38,7 +39,11 @@ class StagedDir:
                         target.unlink()
                     entry.rename(target)
         finally:
+            # Judged before the staged tree goes (it holds the space the export took).
+            full = atomic.disk_full(exc, self.out_dir) if isinstance(exc, Exception) else None
             shutil.rmtree(self.tmp, ignore_errors=True)
+        if full is not None:
+            raise full from exc
 
 
 def put(path: Path, data: str | bytes) -> None:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from alloop import atomic
 from alloop.errors import StoreError
 from alloop.store.migrations import MIGRATIONS, apply
 
@@ -74,15 +75,19 @@ class Database:
         self._depth += 1
         try:
             yield self.conn
-        except BaseException:
+            if self._depth == 1:
+                self.conn.execute("COMMIT")
+        except BaseException as exc:
             self._depth -= 1
             if self._depth == 0:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:  # a failed COMMIT (disk full) leaves it open
+                    self.conn.execute("ROLLBACK")
+                full = atomic.disk_full(exc, self.path) if isinstance(exc, sqlite3.Error) else None
+                if full is not None:
+                    raise full from exc
             raise
         else:
             self._depth -= 1
-            if self._depth == 0:
-                self.conn.execute("COMMIT")
 
     def integrity_check(self) -> str:
         """SQLite's own integrity check: 'ok' or the problems found."""
@@ -95,6 +100,13 @@ class Database:
         dst = sqlite3.connect(tmp)
         try:
             self.conn.backup(dst)
+        except sqlite3.Error as exc:
+            dst.close()
+            tmp.unlink(missing_ok=True)
+            full = atomic.disk_full(exc, target)
+            if full is None:
+                raise
+            raise full from exc
         finally:
             dst.close()
         tmp.replace(target)

@@ -46,9 +46,31 @@ def checkpoint(model: torch.nn.Module, cfg: TorchvisionConfig, classes: Sequence
 
 
 def save(path: Path, obj: Mapping[str, Any]) -> None:
-    """Write atomically (fsynced): a crash leaves the previous file or the new one, never a torn one."""
-    with atomic_path(path) as tmp:
+    """Write atomically (fsynced): a crash leaves the previous file or the new one, never a torn one.
+
+    A disk with less room than the tensors' bytes is refused before writing (a DiskFullError).
+    """
+    with atomic_path(path, size=_tensor_bytes(obj)) as tmp:
         torch.save(dict(obj), tmp)
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """The bytes of the tensor storages in ``obj`` (each once): what torch.save writes, less the pickle."""
+    storages: dict[int, int] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            storage = value.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+        elif isinstance(value, Mapping):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+
+    walk(obj)
+    return sum(storages.values())
 
 
 def _read(path: Path, what: str, if_missing: str, if_unreadable: str) -> Any:
