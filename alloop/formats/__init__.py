@@ -14,7 +14,7 @@ datumaro export of those formats imports here (tested with datumaro 1.13 in
 format          import  batch export training set  what
 ==============  ======  ===========  ============  =============================================
 coco            yes     yes          yes           COCO instances JSON (file, or dataset folder)
-labelstudio     yes     yes                        Label Studio JSON export / tasks + config
+labelstudio     yes     yes                        Label Studio exports (JSON, JSON-MIN, COCO, VOC, YOLO; zip) / tasks
 cvat            yes     yes                        CVAT "COCO 1.0" (json, zip or export dir)
 cvat_xml        yes                  yes           CVAT "CVAT for images 1.1" XML (xml, zip or dir)
 kitti           yes                  yes           KITTI (image_2/label_2; TAO's images/labels)
