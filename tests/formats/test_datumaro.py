@@ -131,12 +131,3 @@ def test_datumaro_darknet_yolo_imports_here(tmp_path, image_root) -> None:
     got, _ = read_labels(out, format="yolo", images=_sizes(), classes=(), options=ImportOptions(add_classes=True))
     assert got.classes == CLASSES
     assert {a.file_name: len(a.boxes) for a in got.images} == {a.file_name: len(a.boxes) for a in (*TRAIN, *VAL)}
-
-
-def test_alloop_reimports_its_own_training_sets(tmp_path, image_root) -> None:
-    # Issue 16, item 4: alloop could not re-import its own --training-set --format coco folder.
-    for fmt in sorted(IMPORTER):
-        out = tmp_path / fmt
-        export_training_set(fmt, TRAIN, out, image_root=image_root, classes=CLASSES, val=VAL)
-        got, _ = read_labels(out, format=fmt, images=_sizes(), classes=CLASSES)
-        assert {a.file_name: a.boxes for a in got.images}.keys() == _sizes().keys(), fmt

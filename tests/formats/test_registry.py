@@ -107,3 +107,15 @@ def test_zip_of_a_dir_format_is_refused(tmp_path, images) -> None:
         z.writestr("labels/apple_004.txt", "0 0.5 0.5 0.1 0.1\n")
     with pytest.raises(LabelError, match=r"yolo\.zip: is a zip archive; unzip it and pass the yolo labels inside"):
         read_labels(path, format="yolo", images=images, classes=CLASSES)
+
+
+@pytest.mark.parametrize("fmt", train_export_formats())
+def test_every_training_set_reimports_as_it_is(tmp_path, image_root, labeled, fmt) -> None:
+    # Issue 16, item 4: alloop could not re-import its own --training-set --format coco folder.
+    out = tmp_path / fmt
+    export_training_set(fmt, labeled[:2], out, image_root=image_root, classes=CLASSES, val=labeled[2:])
+    assert sniff_format(out) == {"coco": "cvat"}.get(fmt, fmt)  # a COCO dataset folder is CVAT's COCO 1.0 layout
+    got, warnings = read_labels(out, format=fmt, images={a.file_name: (a.width, a.height) for a in labeled},
+                                classes=CLASSES)
+    assert warnings == []
+    assert {a.file_name: len(a.boxes) for a in got.images} == {a.file_name: len(a.boxes) for a in labeled}
