@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,12 +53,15 @@ _CVAT_KEYS = {"occluded", "rotation", "track_id", "keyframe", "z_order"}
 
 # -- reading ---------------------------------------------------------------------------------------
 
+_COCO_KEY = re.compile(rb'"(images|categories)"\s*:\s*\[')  # a key holding a list, not a class called "images"
+
+
 def _sniff_file(path: Path) -> bool:
     if path.suffix.lower() != ".json" or not path.is_file():
         return False
     with path.open("rb") as f:
         head = f.read(65536).removeprefix(b"\xef\xbb\xbf").lstrip()  # UTF-8 BOM (Windows tools)
-    return head.startswith(b"{") and (b'"images"' in head or b'"categories"' in head)
+    return head.startswith(b"{") and _COCO_KEY.search(head) is not None
 
 
 def _dataset_files(path: Path) -> list[Path]:

@@ -124,6 +124,15 @@ def test_bom_file_is_sniffed(tmp_path, images) -> None:
     assert got.images[0].boxes == (Box(10, 20, 40, 60, "apple"),)
 
 
+def test_json_naming_a_class_images_is_not_coco(tmp_path) -> None:
+    from alloop.formats import sniff_format
+
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "a.txt").write_text("images 0 0 0 1 2 30 40 0 0 0 0 0 0 0\n")
+    (tmp_path / "kitti_class_map.json").write_text('{"images": "images"}')  # a KITTI export's class map
+    assert sniff_format(tmp_path) == "kitti"
+
+
 def test_dataset_folder(tmp_path, images) -> None:
     # Issue 16, item 4: --format coco on a folder said "Is a directory".
     (tmp_path / "annotations").mkdir()
