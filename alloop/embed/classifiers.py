@@ -102,8 +102,12 @@ def _load_classifier(arch: str, weights: str | None, *, warn_random: bool) -> nn
         _load_file(model, arch, Path(weights).expanduser())
     else:
         enum = _weights_enum(arch, weights)
-        cached_weights_file(enum, option="weights", setting=EMBEDDER_SETTING, error=EmbedError)
-        model = torchvision.models.get_model(arch, weights=enum)  # reads the cached file, no download
+        path = cached_weights_file(enum, option="weights", setting=EMBEDDER_SETTING, error=EmbedError)
+        if path == hub_cache_path(enum):
+            model = torchvision.models.get_model(arch, weights=enum)  # reads the cached file, no download
+        else:  # the same file from the offline weights package: torchvision would look in the hub cache only
+            model = torchvision.models.get_model(arch, weights=None)
+            _load_file(model, arch, path)
     return model.eval()
 
 

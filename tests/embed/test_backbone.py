@@ -82,12 +82,25 @@ def test_weights_name_not_in_hub_cache_names_the_file_and_never_downloads(pool, 
     hub = tmp_path / "hub"
     monkeypatch.setattr(torch.hub, "_hub_dir", str(hub))
     monkeypatch.setattr(torch.hub, "download_url_to_file", _no_download)
-    embedder = build_embedder("backbone", {"arch": "mobilenet_v2", "weights": "IMAGENET1K_V1"}, tmp_path, "cpu")
+    # resnet18: mobilenet_v2's file may come from the offline weights package instead (alloop.weights)
+    embedder = build_embedder("backbone", {"arch": "resnet18", "weights": "IMAGENET1K_V1"}, tmp_path, "cpu")
     with pytest.raises(EmbedError) as err:
         embedder.prepare(pool)
     message = str(err.value)
-    assert str(hub / "checkpoints" / "mobilenet_v2-b0353104.pth") in message
+    assert str(hub / "checkpoints" / "resnet18-f37072fd.pth") in message
     assert "never downloads" in message and "local .pth" in message
+
+
+def test_mobilenet_v2_by_name_reads_the_offline_package_copy(pool, tmp_path, monkeypatch, mobilenet_v2_file):
+    """An empty hub cache: IMAGENET1K_V1 of mobilenet_v2 is the offline package's file, never a download."""
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "empty_hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_download)
+    options = {"arch": "mobilenet_v2", "image_size": 48}
+    by_name = build_embedder("backbone", {**options, "weights": "IMAGENET1K_V1"}, tmp_path / "a", "cpu")
+    by_file = build_embedder("backbone", {**options, "weights": str(mobilenet_v2_file)}, tmp_path / "b", "cpu")
+    np.testing.assert_allclose(
+        by_name.embed(pool[:2], progress=False), by_file.embed(pool[:2], progress=False), atol=1e-6
+    )
 
 
 def test_weights_name_is_read_from_the_hub_cache(pool, tmp_path, monkeypatch, mobilenet_v2_file):
