@@ -138,52 +138,24 @@ def push(
     document_root: str | Path | None = None,
 ) -> PushResult:
     """Send the current batch to Label Studio (see the module docstring); returns what was done."""
-    from alloop.loop import export
-
     client = Client(connection)
     client.whoami()  # URL and token first: one clear error before any work
     with Project.open(Path(project_dir), lock=False) as project:
         store = project.store
-        classes = store.classes()
         tags = store.tags()
         if not tags:
             raise ProjectError(f"{project_dir}: no batch selected yet; run `alloop init` first")
         tag = tags[-1]
-        config = lsformat.labeling_config(classes)
-        link = _linked(project, client, ls_project)
+        config = lsformat.labeling_config(store.classes())
         prefix = project.config.image_url_prefix
         root = lsformat.document_root(document_root or project.config.labelstudio_document_root)
-        image_root = project.image_root
-        if not prefix and lsformat.local_files_path(image_root / "x", root) is None:
-            raise LabelStudioError(
-                f"images in {image_root} lie outside Label Studio's document root {root}; start Label Studio "
-                f"with {lsformat.DOCUMENT_ROOT_ENV} set to a parent folder of {image_root} and give alloop "
-                f"the same value (environment or [labelstudio] document_root), or set image_url_prefix"
-            )
-        labeled = {r.path for r in store.images(store.labeled_ids())}
-        with tempfile.TemporaryDirectory(prefix="alloop-ls-") as tmp:
-            tasks = json.loads(export(project.root, tag=tag.name, fmt="labelstudio", out=Path(tmp)).read_text())
-        if not prefix:
-            for task in tasks:
-                rel = lsformat.local_files_path(image_root / task["data"]["alloop_file"], root)
-                task["data"]["image"] = lsformat.LOCAL_FILES_URL + quote(rel)
-        new_project = False
-        if link is None:
-            name = title or f"alloop {project.root.name}"
-            created = client.create_project(name[:50] if len(name) >= 3 else f"alloop {name}", config,
-                                            description=f"Active-learning batches from alloop project {project.root}")
-            link = Link(client.url, int(created["id"]))
-            new_project = True
-            log.info("created Label Studio project %d", link.project_id)
-        else:
-            current = client.project(link.project_id)
-            if current.get("label_config", "").strip() != config.strip():
-                client.update_project(link.project_id, label_config=config)
-                log.info("updated the labeling interface of Label Studio project %d", link.project_id)
+        tasks = _batch_tasks(project, tag.name, prefix, root)
+        link, new_project = _project_for(client, project, _linked(project, client, ls_project), title, config)
         save_link(project, link)
         if not prefix:
-            _ensure_local_storage(client, link.project_id, image_root, root)
+            _ensure_local_storage(client, link.project_id, project.image_root, root)
         have = {str(t.get("data", {}).get("alloop_file")) for t in client.tasks(link.project_id)}
+        labeled = {r.path for r in store.images(store.labeled_ids())}
         pending = [t for t in tasks if t["data"]["alloop_file"] not in labeled]
         new = [t for t in pending if t["data"]["alloop_file"] not in have]
         if new:
@@ -192,6 +164,43 @@ def push(
         return PushResult(project_id=link.project_id, project_url=project_page(client, link.project_id),
                           tag=tag.name, created=len(new), existing=len(pending) - len(new),
                           labeled=len(tasks) - len(pending), predictions=n_pred, new_project=new_project)
+
+
+def _batch_tasks(project: Project, tag: str, prefix: str | None, root: Path) -> list[dict[str, Any]]:
+    """The batch's Label Studio tasks as `alloop export` writes them, image URLs under Label Studio's document root."""
+    from alloop.loop import export
+
+    image_root = project.image_root
+    if not prefix and lsformat.local_files_path(image_root / "x", root) is None:
+        raise LabelStudioError(
+            f"images in {image_root} lie outside Label Studio's document root {root}; start Label Studio "
+            f"with {lsformat.DOCUMENT_ROOT_ENV} set to a parent folder of {image_root} and give alloop "
+            f"the same value (environment or [labelstudio] document_root), or set image_url_prefix"
+        )
+    with tempfile.TemporaryDirectory(prefix="alloop-ls-") as tmp:
+        tasks = json.loads(export(project.root, tag=tag, fmt="labelstudio", out=Path(tmp)).read_text())
+    if not prefix:
+        for task in tasks:
+            rel = lsformat.local_files_path(image_root / task["data"]["alloop_file"], root)
+            task["data"]["image"] = lsformat.LOCAL_FILES_URL + quote(rel)
+    return tasks
+
+
+def _project_for(client: Client, project: Project, link: Link | None, title: str | None,
+                 config: str) -> tuple[Link, bool]:
+    """The linked Label Studio project with the current labeling interface, created when there is none."""
+    if link is None:
+        name = title or f"alloop {project.root.name}"
+        created = client.create_project(name[:50] if len(name) >= 3 else f"alloop {name}", config,
+                                        description=f"Active-learning batches from alloop project {project.root}")
+        log.info("created Label Studio project %s", created["id"])
+        return Link(client.url, int(created["id"])), True
+    current = client.project(link.project_id)
+    if current.get("label_config", "").strip() != config.strip():
+        # New classes (imported with --add-classes) need their <Label>; existing ones are kept.
+        client.update_project(link.project_id, label_config=config)
+        log.info("updated the labeling interface of Label Studio project %d", link.project_id)
+    return link, False
 
 
 def _ensure_local_storage(client: Client, project_id: int, image_root: Path, root: Path) -> None:
