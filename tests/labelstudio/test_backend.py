@@ -88,6 +88,7 @@ def test_trainer_counts_events_before_a_step(stepped) -> None:
     assert trainer.notify("ANNOTATION_UPDATED") == "counted 2/3"
 
 
+@pytest.mark.slow
 def test_annotations_submitted_in_label_studio_trigger_a_step(label_studio, stepped, tmp_path, monkeypatch) -> None:
     """Connecting the backend makes Label Studio post every event to its /webhook; --train-after 1 steps."""
     import shutil
