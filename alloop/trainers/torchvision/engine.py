@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,7 @@ def make_optimizer(cfg: TorchvisionConfig, params: list[torch.nn.Parameter]) -> 
     return torch.optim.AdamW(params, lr=cfg.effective_lr, weight_decay=cfg.weight_decay)
 
 
-def lr_factor(cfg: TorchvisionConfig, total_steps: int):
+def lr_factor(cfg: TorchvisionConfig, total_steps: int) -> Callable[[int], float]:
     """lr multiplier per step: linear warmup, then cosine to 0, two x0.1 steps, or constant."""
     warmup = min(cfg.warmup_steps, total_steps // 5)
     schedule = cfg.lr_schedule
@@ -223,7 +223,10 @@ def jitter_sizes(base: int, factors: tuple[float, float]) -> tuple[int, ...]:
     return tuple(sorted({max(16, round(base * f)) for f in np.linspace(low, high, 5)}))
 
 
-def _to_device(images, targets, device: torch.device, aug_rng: torch.Generator | None):
+def _to_device(
+    images: Sequence[torch.Tensor], targets: Sequence[dict[str, torch.Tensor]], device: torch.device,
+    aug_rng: torch.Generator | None,
+) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
     """uint8 images → float [0, 1] on ``device``; a random half mirrored when augmenting."""
     out_images, out_targets = [], []
     for image, target in zip(images, targets):

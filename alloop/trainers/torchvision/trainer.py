@@ -240,7 +240,9 @@ class _Optimization:
     history: list[dict[str, float]]
 
     @classmethod
-    def start(cls, cfg: TorchvisionConfig, model: torch.nn.Module, n_train: int, previous: dict | None):
+    def start(
+        cls, cfg: TorchvisionConfig, model: torch.nn.Module, n_train: int, previous: dict | None
+    ) -> _Optimization:
         """A new optimization, or the one ``previous`` (an unfinished last.pt) stopped in."""
         optimizer = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
         total_steps = cfg.epochs * math.ceil(n_train / cfg.batch_size)
