@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -48,6 +48,7 @@ class StepResult:
     timings: Mapping[str, float]
     resumed_stages: tuple[str, ...] = ()
     checkpoint: Path | None = None  # the model this step trained
+    batch_size: int = 0  # the --n this step ran with (a resumed step's own unless a new one was given)
     pool_exhausted: bool = False  # nothing was left to select: every usable image is labeled or queued
 
 
@@ -107,7 +108,7 @@ def step(
         exported = stages.run("export", partial(export_stage, turn))
         reported = stages.run("report", partial(report_stage, turn))
         store.update_iteration(it, status="done", finished_at=now(), timings=stages.timings)
-        return _result(turn, stages, imported, selected, exported, reported)
+        return replace(_result(turn, stages, imported, selected, exported, reported), batch_size=plan.n)
 
 
 def _result(turn: Turn, stages: StageRunner, imported: ImportInfo, selected: StepSelectInfo, exported: ExportInfo,

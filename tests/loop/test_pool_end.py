@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import sqlite3
 
@@ -79,7 +78,10 @@ def test_a_resumed_step_takes_a_new_batch_size(tmp_path, orchard, tiny_config, m
     with Project.open(proj, lock=False) as p:
         assert p.store.iteration(1).status == "running" and p.store.iteration(1).config["n"] == 3
     monkeypatch.setattr(batch, "select_rows", select_rows)
-    r = loop.step(proj, labels=labels, n=None, progress=False)  # no --n: the one the step runs with
-    assert r.resumed_stages == ("import", "train", "evaluate", "infer", "score") and r.n_selected == 3
+    # No --n: the size the step runs with, not the default.
+    result = CliRunner().invoke(app, ["step", str(proj), "--labels", str(labels), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "selected 3 images" in result.output and "--n 3`" in result.output.replace("\n", " ")
     with Project.open(proj, lock=False) as p:
-        assert json.loads(json.dumps(p.store.iteration(1).config))["n"] == 3
+        assert p.store.iteration(1).config["n"] == 3 and p.store.tag("iteration-1").size == 3
+        assert set(p.store.stages(1)) == set(loop.STEP_STAGES)
