@@ -12,7 +12,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from alloop import images as imagelib
 from alloop.project import Project
@@ -79,8 +79,13 @@ def register(project: Project, *, root: Path | None = None, progress: bool = Tru
     duplicates = _same_content(infos, known.values())
     for path, other in duplicates:
         log.warning("%s has the same content as %s; both are registered (delete one if it is a copy)", path, other)
+    scanned = PurePosixPath(imagelib.relative_name(folder, image_root))
+    still_bad = {b.path for b in bad}
+    fixed = [path for path, _ in project.store.bad_images()
+             if path not in still_bad and scanned in PurePosixPath(path).parents]
     with project.store.transaction():
         added = project.store.add_images((i.path, i.sha256, i.width, i.height) for i in infos)
+        project.store.forget_bad_images(fixed)
         project.store.record_bad_images((b.path, b.reason) for b in bad)
         result = Registration(added=added, known=len(found.files) - len(new_paths),
                               bad=tuple((b.path, b.reason) for b in bad), duplicates=duplicates)

@@ -210,3 +210,21 @@ def test_init_on_a_folder_with_no_image_alloop_takes_changes_nothing(tmp_path):
     assert len(lines) == 1 and lines[0].startswith(f"error: {root}: no images found")
     assert "skipped 1 (first: anim.gif: GIF (.gif) is not a format alloop takes" in lines[0]
     assert not (tmp_path / "p").exists()
+
+
+def test_a_skipped_file_fixed_or_removed_leaves_the_list(project, tmp_path):
+    root = project.image_root
+    Image.new("RGB", (40, 30)).save(root / "a" / "anim.gif")
+    (root / "a" / "late.png").symlink_to(tmp_path / "not_yet.png")
+    Image.new("RGB", (40, 30)).save(root / "b.gif")
+    register(project, progress=False)
+    assert [p for p, _ in project.store.bad_images()] == ["a/anim.gif", "a/late.png", "b.gif"]
+    (root / "a" / "anim.gif").unlink()
+    Image.new("RGB", (40, 30), (5, 6, 7)).save(tmp_path / "not_yet.png")
+    (root / "b.gif").unlink()
+    reg = register(project, root=root / "a", progress=False)  # only a/ is scanned: b.gif stays listed
+    assert reg.added == 0 and [p for p, _ in project.store.bad_images()] == ["a/late.png", "b.gif"]
+    (root / "a" / "late.png").unlink()
+    (tmp_path / "not_yet.png").rename(root / "a" / "late.png")
+    assert register(project, progress=False).added == 1
+    assert project.store.bad_images() == []

@@ -46,6 +46,11 @@ class ImageTables(Database):
                 ((p, r, ts) for p, r in rows),
             )
 
+    def forget_bad_images(self, paths: Iterable[str]) -> None:
+        """Drop the bad-image rows of paths that a new scan found fixed or gone."""
+        with self.transaction() as c:
+            c.executemany("DELETE FROM bad_images WHERE path = ?", ((p,) for p in paths))
+
     def bad_images(self) -> list[tuple[str, str]]:
         """(path, reason) of every image that could not be read."""
         return [(r[0], r[1]) for r in self.conn.execute("SELECT path, reason FROM bad_images ORDER BY path")]
