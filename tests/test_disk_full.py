@@ -10,6 +10,7 @@ from alloop.cli import app
 from alloop.errors import DiskFullError
 from alloop.formats.staging import StagedDir, put
 from alloop.project import Project
+from alloop.store import Store
 
 
 def _embedder(name: str, options: dict) -> list[str]:
@@ -132,3 +133,10 @@ def test_an_export_that_fills_the_disk_leaves_no_staging_folder(small_disk):
             put(tmp / "images" / "big.bin", b"\0" * 2_000_000)
     assert sorted(p.name for p in out.iterdir()) == ["coco"]  # the previous export, untouched
     assert (out / "coco" / "batch.json").read_text() == "{}"
+
+
+def test_a_store_created_on_a_full_disk_is_not_called_damaged(small_disk, tmp_path):
+    disk = small_disk("64k")
+    (disk.path / "filler").write_bytes(b"\0" * (64 * 1024 - 4096))
+    with pytest.raises(DiskFullError, match=rf"^disk full: cannot write {disk.path / 'alloop.db'} on {disk.path} "):
+        Store(disk.path / "alloop.db", create=True)

@@ -49,6 +49,9 @@ class Database:
             apply(self.conn, MIGRATIONS, where=self.path, applied_at=now())
         except sqlite3.DatabaseError as exc:
             self.conn.close()
+            full = atomic.disk_full(exc, self.path)  # creating or migrating it: not a damaged store
+            if full is not None:
+                raise full from exc
             raise StoreError(
                 f"{self.path}: the store is unreadable ({exc}); restore a backup from "
                 f"{self.path.parent / 'artifacts' / 'backups'} (see `alloop doctor`)"
