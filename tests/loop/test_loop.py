@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 
@@ -12,31 +11,17 @@ from alloop.errors import ImageError, LabelError, ProjectError
 from alloop.project import Project
 
 
-def _dump(project_dir) -> list[str]:
-    """Every row of the store, for 'unchanged' checks."""
-    con = sqlite3.connect(project_dir / "alloop.db")
-    try:
-        return list(con.iterdump())
-    finally:
-        con.close()
-
-
-def _queued(project_dir) -> list[str]:
-    with Project.open(project_dir, lock=False) as p:
-        return sorted(r.path for r in p.store.images() if r.id in p.store.queued_ids())
-
-
 def _init(tmp_path, orchard, cfg, n=6):
     return loop.init(tmp_path / "proj", orchard / "images", n=n, config=cfg, progress=False)
 
 
 @pytest.mark.slow
-def test_init_then_two_steps(tmp_path, orchard, tiny_config, make_labels):
+def test_init_then_two_steps(tmp_path, orchard, tiny_config, make_labels, queued_paths):
     res = _init(tmp_path, orchard, tiny_config)
     proj = tmp_path / "proj"
     assert res.n_images == 24 and res.n_selected == 6 and res.tag == "initial-selection"
     assert (res.export_dir / "coco").is_dir() and (res.export_dir / "labelstudio").is_dir()
-    first = _queued(proj)
+    first = queued_paths(proj)
     assert len(first) == 6
 
     # Round 1: label all but one image of the batch; the missing one stays queued.
@@ -47,10 +32,10 @@ def test_init_then_two_steps(tmp_path, orchard, tiny_config, make_labels):
     assert r1.map50 is not None and 0.0 <= r1.map50 <= 1.0
     assert r1.tag == "iteration-1" and r1.n_selected == 5
     assert any("stay queued" in w for w in r1.warnings)
-    assert first[-1] in _queued(proj)
+    assert first[-1] in queued_paths(proj)
 
     # Round 2: label everything queued (the straggler and the new batch).
-    labels = make_labels(orchard / "annotations.json", _queued(proj), tmp_path / "round2.json")
+    labels = make_labels(orchard / "annotations.json", queued_paths(proj), tmp_path / "round2.json")
     r2 = loop.step(proj, labels=labels, n=4, score="tta_consistency", progress=False)
     assert r2.iteration == 2 and r2.imported["new"] == 6
 
@@ -89,12 +74,12 @@ def test_init_empty_folder(tmp_path, tiny_config):
     assert not (tmp_path / "proj").exists()
 
 
-def test_corrupt_images_are_skipped_and_listed(tmp_path, orchard, tiny_config):
+def test_corrupt_images_are_skipped_and_listed(tmp_path, orchard, tiny_config, queued_paths):
     (orchard / "images" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 garbage")
     res = _init(tmp_path, orchard, tiny_config)
     assert res.n_images == 24
     assert [p for p, _ in res.bad_images] == ["broken.jpg"]
-    assert "broken.jpg" not in _queued(tmp_path / "proj")
+    assert "broken.jpg" not in queued_paths(tmp_path / "proj")
 
 
 def test_init_twice_says_use_step(tmp_path, orchard, tiny_config):
@@ -114,62 +99,64 @@ def test_step_on_a_folder_that_is_not_a_project(tmp_path):
         loop.step(tmp_path / "something", labels=None, n=3, progress=False)
 
 
-def test_labels_for_an_image_not_in_the_batch(tmp_path, orchard, tiny_config, make_labels):
+def test_labels_for_an_image_not_in_the_batch(tmp_path, orchard, tiny_config, make_labels, queued_paths,
+                                              store_dump):
     _init(tmp_path, orchard, tiny_config)
     proj = tmp_path / "proj"
-    queued = _queued(proj)
+    queued = queued_paths(proj)
     gt = json.loads((orchard / "annotations.json").read_text())
     outsider = next(img["file_name"] for img in gt["images"] if img["file_name"] not in queued)
     labels = make_labels(orchard / "annotations.json", [*queued, outsider], tmp_path / "l.json")
-    before = _dump(proj)
+    before = store_dump(proj)
     with pytest.raises(LabelError, match=rf"{outsider}.*not in any exported batch"):
         loop.step(proj, labels=labels, n=3, progress=False)
-    assert _dump(proj) == before
+    assert store_dump(proj) == before
 
 
-def test_labels_for_an_image_that_does_not_exist(tmp_path, orchard, tiny_config, make_labels):
+def test_labels_for_an_image_that_does_not_exist(tmp_path, orchard, tiny_config, make_labels, queued_paths,
+                                                 store_dump):
     _init(tmp_path, orchard, tiny_config)
     proj = tmp_path / "proj"
-    labels = make_labels(orchard / "annotations.json", _queued(proj), tmp_path / "l.json")
+    labels = make_labels(orchard / "annotations.json", queued_paths(proj), tmp_path / "l.json")
     doc = json.loads(labels.read_text())
     doc["images"].append({"id": 9999, "file_name": "ghost.jpg", "width": 128, "height": 96})
     labels.write_text(json.dumps(doc))
-    before = _dump(proj)
+    before = store_dump(proj)
     with pytest.raises(LabelError, match="ghost.jpg"):
         loop.step(proj, labels=labels, n=3, progress=False)
-    assert _dump(proj) == before
+    assert store_dump(proj) == before
 
 
-def test_missing_label_file_and_no_labels(tmp_path, orchard, tiny_config):
+def test_missing_label_file_and_no_labels(tmp_path, orchard, tiny_config, store_dump):
     _init(tmp_path, orchard, tiny_config)
     proj = tmp_path / "proj"
-    before = _dump(proj)
+    before = store_dump(proj)
     with pytest.raises(LabelError, match="label file not found"):
         loop.step(proj, labels=tmp_path / "nope.json", n=3, progress=False)
     with pytest.raises(LabelError, match="waiting for labels.*--labels"):
         loop.step(proj, labels=None, n=3, progress=False)
-    assert _dump(proj) == before
+    assert store_dump(proj) == before
 
 
-def test_malformed_label_file_leaves_store_unchanged(tmp_path, orchard, tiny_config):
+def test_malformed_label_file_leaves_store_unchanged(tmp_path, orchard, tiny_config, store_dump):
     _init(tmp_path, orchard, tiny_config)
     proj = tmp_path / "proj"
     bad = tmp_path / "bad.json"
     bad.write_text('{"images": [ {"id": 1, ')
-    before = _dump(proj)
+    before = store_dump(proj)
     with pytest.raises(LabelError, match="bad.json"):
         loop.step(proj, labels=bad, label_format="coco", n=3, progress=False)
-    assert _dump(proj) == before
+    assert store_dump(proj) == before
 
 
-def test_labels_for_none_of_the_batch(tmp_path, orchard, tiny_config, make_labels):
+def test_labels_for_none_of_the_batch(tmp_path, orchard, tiny_config, make_labels, store_dump):
     _init(tmp_path, orchard, tiny_config)
     proj = tmp_path / "proj"
     labels = make_labels(orchard / "annotations.json", [], tmp_path / "l.json")
-    before = _dump(proj)
+    before = store_dump(proj)
     with pytest.raises(LabelError, match="none of the 6 images"):
         loop.step(proj, labels=labels, n=3, progress=False)
-    assert _dump(proj) == before
+    assert store_dump(proj) == before
 
 
 def test_selection_options_reach_only_the_methods_that_know_them():
@@ -183,14 +170,14 @@ def test_selection_options_reach_only_the_methods_that_know_them():
 
 
 @pytest.mark.slow
-def test_auto_is_typiclust_at_init_then_coral_on_scores(tmp_path, orchard, tiny_config, make_labels):
+def test_auto_is_typiclust_at_init_then_coral_on_scores(tmp_path, orchard, tiny_config, make_labels, queued_paths):
     res = loop.init(tmp_path / "proj", orchard / "images", n=6, method="auto", config=tiny_config, progress=False)
     proj = tmp_path / "proj"
     with Project.open(proj, lock=False) as p:
         tag = p.store.tag(res.tag)
         assert tag.method == "auto" and tag.options["regime"] == "cold-start"
         assert tag.options["strategy"] == "typiclust"
-    labels = make_labels(orchard / "annotations.json", _queued(proj), tmp_path / "round1.json")
+    labels = make_labels(orchard / "annotations.json", queued_paths(proj), tmp_path / "round1.json")
     r1 = loop.step(proj, labels=labels, n=4, method="auto", score="detection_entropy", progress=False)
     with Project.open(proj, lock=False) as p:
         tag = p.store.tag(r1.tag)
@@ -205,10 +192,10 @@ def test_auto_is_typiclust_at_init_then_coral_on_scores(tmp_path, orchard, tiny_
 
 
 @pytest.mark.slow
-def test_step_with_a_box_budget_takes_the_prefix_that_fits(tmp_path, orchard, tiny_config, make_labels):
+def test_step_with_a_box_budget_takes_the_prefix_that_fits(tmp_path, orchard, tiny_config, make_labels, queued_paths):
     _init(tmp_path, orchard, tiny_config)
     proj = tmp_path / "proj"
-    labels = make_labels(orchard / "annotations.json", _queued(proj), tmp_path / "round1.json")
+    labels = make_labels(orchard / "annotations.json", queued_paths(proj), tmp_path / "round1.json")
     with pytest.raises(Exception, match="--budget-boxes must be a positive number of boxes"):
         loop.step(proj, labels=labels, n=10, budget_boxes=0, progress=False)
     r = loop.step(proj, labels=labels, n=10, budget_boxes=7, progress=False)
@@ -221,12 +208,13 @@ def test_step_with_a_box_budget_takes_the_prefix_that_fits(tmp_path, orchard, ti
 
 
 @pytest.mark.slow
-def test_a_deleted_labeled_image_is_set_aside_and_the_step_goes_on(tmp_path, orchard, tiny_config, make_labels):
+def test_a_deleted_labeled_image_is_set_aside_and_the_step_goes_on(tmp_path, orchard, tiny_config, make_labels,
+                                                                    queued_paths):
     from alloop.pool import check
 
     _init(tmp_path, orchard, tiny_config)
     proj = tmp_path / "proj"
-    queued = _queued(proj)
+    queued = queued_paths(proj)
     labels = make_labels(orchard / "annotations.json", queued, tmp_path / "round1.json")
     (orchard / "images" / queued[0]).unlink()
     with Project.open(proj) as p:

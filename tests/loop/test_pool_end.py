@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sqlite3
 
 import pytest
 from typer.testing import CliRunner
@@ -19,30 +18,22 @@ from alloop.select import SelectionWarning
 pytestmark = pytest.mark.slow
 
 
-def _queued(project_dir) -> list[str]:
-    with Project.open(project_dir, lock=False) as p:
-        return sorted(r.path for r in p.store.images() if r.id in p.store.queued_ids())
 
 
-def _dump(project_dir) -> list[str]:
-    con = sqlite3.connect(project_dir / "alloop.db")
-    try:
-        return list(con.iterdump())
-    finally:
-        con.close()
 
 
-def test_the_last_batch_then_a_graceful_end(tmp_path, orchard, tiny_config, make_labels, caplog, recwarn):
+def test_the_last_batch_then_a_graceful_end(tmp_path, orchard, tiny_config, make_labels, caplog, recwarn,
+                                            queued_paths, store_dump):
     proj = tmp_path / "proj"
     loop.init(proj, orchard / "images", n=6, config=tiny_config, progress=False)
-    labels = make_labels(orchard / "annotations.json", _queued(proj), tmp_path / "round1.json")
+    labels = make_labels(orchard / "annotations.json", queued_paths(proj), tmp_path / "round1.json")
     with caplog.at_level(logging.WARNING, logger="alloop"):
         r1 = loop.step(proj, labels=labels, n=30, progress=False)
     assert r1.n_selected == 18 and not r1.pool_exhausted  # the rest of the pool, asked for 30
     assert not [w for w in recwarn if issubclass(w.category, SelectionWarning)], "a raw Python warning"
     assert "asked for 30 new picks but only 18 unlabeled images remain" in caplog.text
 
-    labels = make_labels(orchard / "annotations.json", _queued(proj), tmp_path / "round2.json")
+    labels = make_labels(orchard / "annotations.json", queued_paths(proj), tmp_path / "round2.json")
     result = CliRunner().invoke(app, ["step", str(proj), "--labels", str(labels), "--n", "5", "--quiet"])
     assert result.exit_code == 0, result.output
     assert "all images labeled; final model at" in result.output
@@ -54,16 +45,16 @@ def test_the_last_batch_then_a_graceful_end(tmp_path, orchard, tiny_config, make
         assert len(p.store.labeled_ids()) == 24 and not p.store.queued_ids()
         assert "Nothing was left to select" in gather_report_data(p, 2).notes["batch"]
 
-    before = _dump(proj)
+    before = store_dump(proj)
     with pytest.raises(ProjectError, match="all 24 usable images are labeled; the final model is at .*alloop add"):
         loop.step(proj, labels=None, n=5, progress=False)
-    assert _dump(proj) == before
+    assert store_dump(proj) == before
 
 
-def test_a_resumed_step_takes_a_new_batch_size(tmp_path, orchard, tiny_config, make_labels, monkeypatch):
+def test_a_resumed_step_takes_a_new_batch_size(tmp_path, orchard, tiny_config, make_labels, monkeypatch, queued_paths):
     proj = tmp_path / "proj"
     loop.init(proj, orchard / "images", n=6, config=tiny_config, progress=False)
-    labels = make_labels(orchard / "annotations.json", _queued(proj), tmp_path / "round1.json")
+    labels = make_labels(orchard / "annotations.json", queued_paths(proj), tmp_path / "round1.json")
     batch = importlib.import_module("alloop.loop.batch")
     select_rows = batch.select_rows
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import sqlite3
 import time
 
 import pytest
@@ -15,25 +14,12 @@ from alloop.errors import LabelError
 from alloop.project import Project
 
 
-def _queued(project_dir) -> list[str]:
-    with Project.open(project_dir, lock=False) as p:
-        return sorted(r.path for r in p.store.images() if r.id in p.store.queued_ids())
-
-
-def _dump(project_dir) -> list[str]:
-    con = sqlite3.connect(project_dir / "alloop.db")
-    try:
-        return list(con.iterdump())
-    finally:
-        con.close()
-
-
 @pytest.mark.slow
 def test_another_or_changed_label_file_after_import_is_refused(tmp_path, orchard, tiny_config, make_labels,
-                                                                monkeypatch):
+                                                                monkeypatch, queued_paths, store_dump):
     proj = tmp_path / "proj"
     loop.init(proj, orchard / "images", n=6, config=tiny_config, progress=False)
-    queued = _queued(proj)
+    queued = queued_paths(proj)
     first = make_labels(orchard / "annotations.json", queued, tmp_path / "first.json")
     train = importlib.import_module("alloop.loop.train")
 
@@ -44,7 +30,7 @@ def test_another_or_changed_label_file_after_import_is_refused(tmp_path, orchard
     with pytest.raises(MemoryError):
         loop.step(proj, labels=first, n=3, progress=False)
     monkeypatch.undo()
-    before = _dump(proj)
+    before = store_dump(proj)
 
     fixed = make_labels(orchard / "annotations.json", queued, tmp_path / "fixed.json")
     with pytest.raises(LabelError, match=r"fixed.json: iteration 1 already imported .*first.json.*--restart"):
@@ -56,7 +42,7 @@ def test_another_or_changed_label_file_after_import_is_refused(tmp_path, orchard
     os.utime(first, (later, later))
     with pytest.raises(LabelError, match=r"first.json: changed since iteration 1 imported it.*--restart"):
         loop.step(proj, labels=first, n=3, progress=False)
-    assert _dump(proj) == before
+    assert store_dump(proj) == before
 
     r = loop.step(proj, labels=fixed, n=3, restart=True, progress=False)
     assert r.iteration == 1 and r.resumed_stages == () and r.n_selected == 3
