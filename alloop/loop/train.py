@@ -39,7 +39,7 @@ def build_trainer(project: Project, classes: Sequence[str], device: str) -> Any:
     """The project's configured trainer plugin, built for ``classes`` on ``device``."""
     cfg = project.config
     cls = load_trainer(cfg.trainer)
-    config = config_from_mapping(cls.Config, cfg.trainer_options, where=f"alloop.toml [trainer] options ({cfg.trainer})")
+    config = config_from_mapping(cls.Config, cfg.trainer_options, where=f"alloop.toml [trainer.options] (trainer {cfg.trainer})")
     return cls(config, list(classes), device)
 
 

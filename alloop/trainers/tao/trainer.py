@@ -57,7 +57,7 @@ class TaoTrainer:
 
     def __init__(self, config: TaoConfig | Mapping[str, Any], classes: Sequence[str], device: str = "auto"):
         if isinstance(config, Mapping):
-            config = config_from_mapping(TaoConfig, config, where="[trainer] options (tao)")
+            config = config_from_mapping(TaoConfig, config, where="alloop.toml [trainer.options] (trainer tao)")
         if not isinstance(config, TaoConfig):
             raise ConfigError(f"tao trainer: expected a TaoConfig, got {type(config).__name__}")
         classes = tuple(classes)
