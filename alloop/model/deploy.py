@@ -6,7 +6,7 @@ exported file holds every step between a decoded image and the final boxes: uint
 float CHW in [0, 1] → resize and normalisation (torchvision's ``GeneralizedRCNNTransform``) →
 backbone, RPN, box head → post-processing → boxes in the input image's pixels.
 
-The post-processing is alloop's rule (:func:`alloop.trainers.detection_model.detect`): one box per
+The post-processing is alloop's rule, the same function (:func:`alloop.trainers.torchvision.detect.argmax_boxes`): one box per
 proposal, of its most probable foreground class, then the score threshold, class-aware NMS and the
 top ``detections_per_img``. torchvision's own ``RoIHeads.postprocess_detections`` instead keeps every
 (proposal, class) pair; the deployed model must give the boxes ``alloop predict`` gives, so the box
@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection.faster_rcnn import FasterRCNN
 from torchvision.models.detection.roi_heads import RoIHeads
-from torchvision.ops import boxes as box_ops
+
+from alloop.trainers.torchvision.detect import argmax_boxes
 
 
 class ArgmaxRoIHeads(RoIHeads):
@@ -42,16 +43,8 @@ class ArgmaxRoIHeads(RoIHeads):
         for boxes, probs, image_shape in zip(
             pred_boxes.split(boxes_per_image, 0), pred_probs.split(boxes_per_image, 0), image_shapes
         ):
-            scores, labels = probs[:, 1:].max(dim=1)
-            labels = labels + 1
-            # gather, not boxes[arange(P), labels]: traces with a dynamic number of proposals
-            boxes = boxes.gather(1, labels.view(-1, 1, 1).expand(-1, 1, 4)).squeeze(1)
-            boxes = box_ops.clip_boxes_to_image(boxes, image_shape)
-            keep = torch.where(scores > self.score_thresh)[0]
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-            keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-            keep = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)[: self.detections_per_img]
+            keep, boxes, scores, labels = argmax_boxes(probs, boxes, image_shape, self.score_thresh,
+                                                       self.nms_thresh, self.detections_per_img)
             all_boxes.append(boxes[keep])
             all_scores.append(scores[keep])
             all_labels.append(labels[keep])

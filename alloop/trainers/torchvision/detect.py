@@ -30,6 +30,33 @@ def rpn_proposals(rpn: nn.Module, images: Any, features: dict[str, torch.Tensor]
     return rpn.filter_proposals(proposals, objectness, images.image_sizes, num_anchors_per_level)
 
 
+def argmax_boxes(
+    probs: torch.Tensor,
+    boxes: torch.Tensor,
+    image_size: tuple[int, int],
+    score_threshold: float,
+    nms_threshold: float,
+    detections_per_img: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """alloop's box rule for one image's P proposals: each proposal's class is its argmax foreground
+    class and its box that class's regression (clipped); those scoring > ``score_threshold`` go
+    through class-aware NMS and the top ``detections_per_img`` are kept.
+
+    ``probs`` (P, C+1) softmax, ``boxes`` (P, C+1, 4) decoded. Returns (keep, boxes, scores, labels):
+    ``keep`` indexes the P proposals; boxes (P, 4), scores (P,) and labels (P,, 1..C) are per proposal.
+    The one rule for ``detect`` and the exported model (:mod:`alloop.model.deploy`).
+    """
+    scores, labels = probs[:, 1:].max(dim=1)
+    labels = labels + 1
+    # gather, not boxes[arange(P), labels]: an exported graph keeps a dynamic number of proposals
+    boxes = boxes.gather(1, labels.view(-1, 1, 1).expand(-1, 1, 4)).squeeze(1)
+    boxes = clip_boxes_to_image(boxes, image_size)
+    keep = torch.where(scores > score_threshold)[0]
+    keep = keep[remove_small_boxes(boxes[keep], min_size=1e-2)]
+    keep = keep[batched_nms(boxes[keep], scores[keep], labels[keep], nms_threshold)][:detections_per_img]
+    return keep, boxes, scores, labels
+
+
 # Candidate regions recorded per image for the scores that must see missed objects: the RPN's top
 # proposals by objectness (after its NMS), whether or not a box was kept from them.
 PROPOSALS_RECORDED = 64
@@ -71,13 +98,8 @@ def detect(
     for probs_i, boxes_i, obj_i, size, original in zip(
         probs.split(counts), decoded.split(counts), objectness, image_list.image_sizes, original_sizes
     ):
-        scores, labels = probs_i[:, 1:].max(dim=1)
-        labels = labels + 1
-        boxes = boxes_i[torch.arange(len(labels), device=labels.device), labels]
-        boxes = clip_boxes_to_image(boxes, size)
-        keep = torch.where(scores > score_threshold)[0]
-        keep = keep[remove_small_boxes(boxes[keep], min_size=1e-2)]
-        keep = keep[batched_nms(boxes[keep], scores[keep], labels[keep], nms_threshold)][:detections_per_img]
+        keep, boxes, scores, labels = argmax_boxes(probs_i, boxes_i, (int(size[0]), int(size[1])),
+                                                   score_threshold, nms_threshold, detections_per_img)
         top = torch.argsort(obj_i, descending=True, stable=True)[:PROPOSALS_RECORDED]
         results.append(
             {
@@ -101,4 +123,4 @@ def hflip_boxes(boxes: torch.Tensor, width: int) -> torch.Tensor:
     return flipped
 
 
-__all__ = ["PROPOSALS_RECORDED", "detect", "hflip_boxes", "rpn_proposals"]
+__all__ = ["PROPOSALS_RECORDED", "argmax_boxes", "detect", "hflip_boxes", "rpn_proposals"]
