@@ -55,6 +55,10 @@ class Checkup:
         return not self.findings
 
 
+# A pool copied twice over must not flood the terminal: the first notices, then a count.
+_DUPLICATE_NOTICES = 10
+
+
 def register(project: Project, *, root: Path | None = None, progress: bool = True,
              on_commit: Callable[[Registration], None] | None = None) -> Registration:
     """Scan ``root`` (default: the image root) and register images not seen before, in one transaction.
@@ -77,8 +81,10 @@ def register(project: Project, *, root: Path | None = None, progress: bool = Tru
     for item in items:
         (infos if isinstance(item, imagelib.ImageInfo) else bad).append(item)
     duplicates = _same_content(infos, known.values())
-    for path, other in duplicates:
+    for path, other in duplicates[:_DUPLICATE_NOTICES]:
         log.warning("%s has the same content as %s; both are registered (delete one if it is a copy)", path, other)
+    if len(duplicates) > _DUPLICATE_NOTICES:
+        log.warning("and %d more new images have the same content as another image", len(duplicates) - _DUPLICATE_NOTICES)
     scanned = PurePosixPath(imagelib.relative_name(folder, image_root))
     still_bad = {b.path for b in bad}
     fixed = [path for path, _ in project.store.bad_images()

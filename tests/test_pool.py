@@ -153,6 +153,13 @@ def test_identical_images_under_two_names_get_a_notice(project, caplog):
     notices = [r.getMessage() for r in caplog.records]
     assert "a/copy_of_1.png has the same content as a/1.png; both are registered (delete one if it is a copy)" in notices
     assert len(notices) == 3
+    for i in range(12):
+        shutil.copy(root / "a" / "3.png", root / f"d{i:02d}.png")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="alloop"):
+        assert len(register(project, progress=False).duplicates) == 12
+    notices = [r.getMessage() for r in caplog.records]
+    assert len(notices) == 11 and notices[-1] == "and 2 more new images have the same content as another image"
 
 
 def _flat(result) -> str:
