@@ -29,10 +29,10 @@ def test_a_failed_write_keeps_the_old_file_and_removes_its_temporary(tmp_path):
     target = tmp_path / "best.pt"
     target.write_bytes(b"old")
     with pytest.raises(DiskFullError, match=rf"^disk full: cannot write {target} on /.* free, needs more than the "
-                                            r"4 bytes it had written\); free space on "):
-        with atomic.atomic_path(target) as tmp:
-            tmp.write_bytes(b"half")
-            raise OSError(errno.ENOSPC, "No space left on device")
+                                            r"4 bytes it had written\); free space on "), \
+            atomic.atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
 
@@ -77,13 +77,12 @@ def test_torch_save_filling_the_disk_is_a_disk_full_error_and_its_temporary_is_r
     for to_file in (True, False):
         with pytest.raises(DiskFullError, match=rf"^disk full: cannot write {target} on {disk.path} \([\d.]+ MB free, "
                                                 rf"needs more than the [\d.]+ MB it had written\); free space on "
-                                                rf"{disk.path} and rerun"):
-            with atomic.atomic_path(target) as tmp:
-                if to_file:
-                    torch.save({"w": torch.zeros(1_000_000)}, tmp)
-                else:
-                    with open(tmp, "wb") as fh:
-                        torch.save({"w": torch.zeros(1_000_000)}, fh)
+                                                rf"{disk.path} and rerun"), atomic.atomic_path(target) as tmp:
+            if to_file:
+                torch.save({"w": torch.zeros(1_000_000)}, tmp)
+            else:
+                with open(tmp, "wb") as fh:
+                    torch.save({"w": torch.zeros(1_000_000)}, fh)
         assert list(target.parent.iterdir()) == []
     atomic.write_bytes(target, b"fits")  # the space came back with the temporary
     assert target.read_bytes() == b"fits"
@@ -104,7 +103,6 @@ def test_sqlite_filling_the_disk_is_recognised(small_disk):
 def test_other_errors_are_not_taken_for_a_full_disk(tmp_path):
     assert atomic.disk_full(RuntimeError("CUDA out of memory"), tmp_path / "x") is None
     assert atomic.disk_full(OSError(errno.EACCES, "Permission denied"), tmp_path / "x") is None
-    with pytest.raises(ValueError, match="bad"):
-        with atomic.atomic_path(tmp_path / "x"):
-            raise ValueError("bad")
+    with pytest.raises(ValueError, match="bad"), atomic.atomic_path(tmp_path / "x"):
+        raise ValueError("bad")
     assert list(tmp_path.iterdir()) == []

@@ -127,10 +127,10 @@ def test_an_export_that_fills_the_disk_leaves_no_staging_folder(small_disk):
     out = disk.path / "exports" / "iteration-1"
     (out / "coco").mkdir(parents=True)
     put(out / "coco" / "batch.json", "{}")
-    with pytest.raises(DiskFullError, match=rf"^disk full: cannot write {out} on {disk.path} \("):
-        with StagedDir(out) as tmp:
-            put(tmp / "coco" / "batch.json", "{}")
-            put(tmp / "images" / "big.bin", b"\0" * 2_000_000)
+    with pytest.raises(DiskFullError, match=rf"^disk full: cannot write {out} on {disk.path} \("), \
+            StagedDir(out) as tmp:
+        put(tmp / "coco" / "batch.json", "{}")
+        put(tmp / "images" / "big.bin", b"\0" * 2_000_000)
     assert sorted(p.name for p in out.iterdir()) == ["coco"]  # the previous export, untouched
     assert (out / "coco" / "batch.json").read_text() == "{}"
 
