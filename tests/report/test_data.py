@@ -186,6 +186,26 @@ def test_project_2d_pca_is_deterministic_and_spreads_the_main_axis():
     assert a.shape == (50, 2) and not math.isnan(float(a.sum()))
 
 
+@pytest.mark.parametrize("shape", [(60, 8), (5, 40)])  # more points than dimensions, and fewer
+def test_principal_axes_equal_the_svd_up_to_sign(shape):
+    from alloop.report.embedding_map import principal_axes
+
+    x = np.random.default_rng(2).normal(size=shape) * np.linspace(1, 5, shape[1])
+    x -= x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    axes = principal_axes(x, 2)
+    assert axes.shape == (2, shape[1])
+    np.testing.assert_allclose(np.abs(axes @ vt[:2].T), np.eye(2), atol=1e-8)
+
+
+def test_principal_axes_of_identical_points_draw_them_at_the_origin():
+    from alloop.report.embedding_map import project_2d
+
+    points, method = project_2d(np.ones((25, 40), np.float32))
+    if method == "PCA":
+        assert np.array_equal(points, np.zeros((25, 2), np.float32))
+
+
 def test_selected_percentile_counts_ties_half():
     from alloop.report.data import ScoreDistribution
 
