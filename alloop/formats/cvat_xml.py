@@ -37,6 +37,7 @@ from alloop.formats.coco import merge
 from alloop.formats.records import (
     ParsedLabels,
     RawImage,
+    check_project_classes,
     clean_attributes,
     load_xml,
     parse_xml,
@@ -239,12 +240,7 @@ def write_training_set(
     **_: object,
 ) -> Path:
     """CVAT for images 1.1, one XML per split (see the module doc); returns ``train.xml``."""
-    for ann in (*annotations, *val):
-        for box in ann.boxes:
-            if box.label not in classes:
-                raise LabelError(
-                    f"image {ann.file_name!r}: class {box.label!r} is not a project class; add it first"
-                )
+    check_project_classes((*annotations, *val), classes)
     with StagedDir(out_dir) as tmp:
         for split, anns in (("train", annotations), ("val", val)):
             if split == "val" and not anns:

@@ -45,8 +45,8 @@ from pathlib import Path, PurePosixPath
 
 from alloop.boxes import Box, ImageAnnotation, check_box
 from alloop.errors import LabelError
-from alloop.formats.names import ImageIndex, flat_names, flat_stem
-from alloop.formats.records import ParsedLabels, RawImage, clean_attributes
+from alloop.formats.names import ImageIndex, flat_names
+from alloop.formats.records import ParsedLabels, RawImage, check_project_classes, clean_attributes
 from alloop.formats.staging import StagedDir, place_image, put
 
 MAP_FILE = "kitti_class_map.json"
@@ -397,12 +397,7 @@ def write_training_set(
                 "(TAO lower-cases names); rename one"
             )
         names[c] = k
-    for ann in (*annotations, *val):
-        for box in ann.boxes:
-            if box.label not in names:
-                raise LabelError(
-                    f"image {ann.file_name!r}: class {box.label!r} is not a project class; add it first"
-                )
+    check_project_classes((*annotations, *val), names)
     with StagedDir(out_dir) as tmp:
         _write_split(annotations, tmp / "train", Path(image_root), names, dirs)
         if val:

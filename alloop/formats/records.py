@@ -213,6 +213,16 @@ def build_label_set(
     return LabelSet(tuple(known), tuple(out), source), warnings
 
 
+def check_project_classes(annotations: Sequence[ImageAnnotation], classes: Sequence[str] | Mapping[str, object]) -> None:
+    """Every box's class is one of ``classes``, else a LabelError naming the image and the class (exports)."""
+    for ann in annotations:
+        for box in ann.boxes:
+            if box.label not in classes:
+                raise LabelError(
+                    f"image {ann.file_name!r}: class {box.label!r} is not a project class; add it first"
+                )
+
+
 def finite_number(value: object, what: str, where: str) -> float:
     """A JSON/XML number as float; LabelError naming the field when it is not a number."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -233,7 +243,6 @@ def finite_number(value: object, what: str, where: str) -> float:
 
 def load_json(path: Path) -> object:
     """Parse a JSON file; LabelError naming the file, line and column when it is not valid JSON."""
-    import json
 
     try:
         text = path.read_text(encoding="utf-8-sig")

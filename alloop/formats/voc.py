@@ -46,7 +46,7 @@ from pathlib import Path, PurePosixPath
 
 from alloop.boxes import Box, ImageAnnotation
 from alloop.errors import LabelError
-from alloop.formats.records import ParsedLabels, RawImage, clean_attributes, load_xml
+from alloop.formats.records import ParsedLabels, RawImage, check_project_classes, clean_attributes, load_xml
 from alloop.formats.staging import StagedDir, place_image, put
 
 ANNOTATIONS, IMAGES, LISTS, LABELMAP = "Annotations", "JPEGImages", "ImageSets/Main", "labelmap.txt"
@@ -259,12 +259,7 @@ def write_training_set(
     **_: object,
 ) -> Path:
     """A VOC dataset under ``out_dir`` (see the module doc); returns ``out_dir``."""
-    for ann in (*annotations, *val):
-        for box in ann.boxes:
-            if box.label not in classes:
-                raise LabelError(
-                    f"image {ann.file_name!r}: class {box.label!r} is not a project class; add it first"
-                )
+    check_project_classes((*annotations, *val), classes)
     bad = [c for c in classes if ":" in c or c != c.strip() or c == "background"]
     if bad:
         raise LabelError(

@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from alloop.boxes import Box, ImageAnnotation, cxcywh_norm_to_xyxy, xyxy_to_cxcywh_norm
 from alloop.errors import LabelError
-from alloop.formats.records import ParsedLabels, RawImage
+from alloop.formats.records import ParsedLabels, RawImage, check_project_classes
 from alloop.formats.names import flat_names
 from alloop.formats.staging import StagedDir, place_image, put
 
@@ -288,12 +288,7 @@ def write_training_set(
 ) -> Path:
     """Ultralytics layout under ``out_dir`` (see the module doc); returns ``data.yaml``."""
     ids = {c: i for i, c in enumerate(classes)}
-    for ann in (*annotations, *val):
-        for box in ann.boxes:
-            if box.label not in ids:
-                raise LabelError(
-                    f"image {ann.file_name!r}: class {box.label!r} is not a project class; add it first"
-                )
+    check_project_classes((*annotations, *val), ids)
     out_dir = Path(out_dir)
     with StagedDir(out_dir) as tmp:
         _write_split(annotations, tmp, "train", Path(image_root), ids)
