@@ -210,6 +210,8 @@ def inspect(path: Path, root: Path, *, max_pixels: int | None = None) -> ImageIn
                 return BadImage(rel, _too_large(img.width, img.height, max_pixels))
             img.load()  # verify() misses truncated data; a full decode does not
             width, height = oriented_size(img)
+    except PermissionError as exc:
+        return BadImage(rel, f"file not readable ({exc.strerror}); fix its permissions, then `alloop add`")
     except DECODE_ERRORS as exc:
         return BadImage(rel, f"cannot decode: {exc}".replace("\n", " "))
     if width < 2 or height < 2:

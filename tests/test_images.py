@@ -223,20 +223,25 @@ def _as_nobody():
         os.seteuid(0)
 
 
-def test_an_unreadable_subfolder_is_reported():
+def test_an_unreadable_subfolder_is_reported_and_an_unreadable_file_says_so():
     # Issue 19: an unreadable subfolder was skipped silently.
     top = Path(tempfile.mkdtemp())  # under /tmp, which the unprivileged user can traverse (tmp_path: not)
     try:
         top.chmod(0o755)
         _img(top / "a.jpg")
+        _img(top / "secret.jpg").chmod(0)
         _img(top / "locked" / "b.jpg")
         (top / "locked").chmod(0)
         (top / "a.jpg").chmod(0o644)
         with _as_nobody():
             found = images.scan(top)
-        assert [p.name for p in found.files] == ["a.jpg"]
+            inspected = [images.inspect(p, top) for p in found.files]
+        assert [p.name for p in found.files] == ["a.jpg", "secret.jpg"]
         assert [(b.path, b.reason) for b in found.skipped] == [
             ("locked/", "folder not readable (Permission denied); fix its permissions, then `alloop add`")]
+        assert isinstance(inspected[0], images.ImageInfo)
+        assert inspected[1] == images.BadImage(
+            "secret.jpg", "file not readable (Permission denied); fix its permissions, then `alloop add`")
     finally:
         (top / "locked").chmod(0o755)
         shutil.rmtree(top)
