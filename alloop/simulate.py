@@ -350,7 +350,7 @@ def _evaluate_on_test(run: Path, iteration: int, test: _TestSet) -> dict[str, An
         m = evaluate(test.annotations, preds, classes)
         # What was labeled when this iteration trained (later rounds may exist already).
         labeled = {i for i, n in project.store.label_iterations().items() if n <= iteration}
-        paths = [r.path for r in project.store.images() if r.id in labeled]
+        paths = [r.path for r in project.store.images(labeled)]
         return {"n_labeled": len(labeled), "map50": m.map50, "map": m.map, "preds": preds,
                 "classes": classes, "labeled_paths": paths}
 
@@ -396,7 +396,7 @@ def _exclude_from_first_batch(base: Path, slice_of: dict[str, str], excludes: Se
     with Project.open(base) as project:
         store = project.store
         members = store.tag_members(loop.INIT_TAG)
-        rows = [r for r in store.images() if r.state == "ok" and slice_of.get(r.path) not in set(excludes)]
+        rows = [r for r in store.images(state="ok") if slice_of.get(r.path) not in set(excludes)]
         if len(rows) < len(members):
             raise ConfigError(f"--first-batch-excludes leaves {len(rows)} images for a first batch of {len(members)}")
         rng = np.random.default_rng([seed, 7])

@@ -212,7 +212,7 @@ def export_items(project: Project, members: Sequence[TagMember], out: Path, fmt:
                  predictions: Path | None, model_version: str | None) -> Path:
     """Write one batch in one format, with the model's boxes as pre-annotations when there are any."""
     store = project.store
-    rows = {r.id: r for r in store.images()}
+    rows = {r.id: r for r in store.images(m.image_id for m in members)}
     dets: dict[int, Detections] = {}
     if predictions is not None and predictions.exists():
         ids, det_list, _ = load_predictions(predictions)

@@ -45,7 +45,7 @@ def reselect(
         score = score or latest.score_spec or project.config.score
         scored = "scores" in selector_for(method).uses and it > 0
         _check_scores(project, it, method, score, scored)
-        rows = [r for r in store.images() if r.state == "ok"]
+        rows = store.images(state="ok")
         blocked = store.labeled_ids() | (store.queued_ids() - {m.image_id for m in old})
         checkpoint = project.root / latest.checkpoint if latest.checkpoint else None
         selection, _ = select_rows(project, it, rows, method=method, n=n or len(old),
@@ -89,7 +89,7 @@ def reembed(project_dir: Path, *, embedder: str | None = None, options: Mapping[
         if embedder or options:
             project.save_config(project.config.with_changes(
                 embedder=embedder, embedder_options=dict(options) if options is not None else None))
-        rows = [r for r in project.store.images() if r.state == "ok"]
+        rows = project.store.images(state="ok")
         checkpoint = None
         if project.config.embedder == "detector":
             with_ckpt = [it for it in project.store.iterations() if it.checkpoint]

@@ -143,7 +143,7 @@ def assign_splits(store: Store, new_ids: Sequence[int], cfg: ProjectConfig) -> d
     """
     if not new_ids or cfg.val_fraction <= 0:
         return {i: "train" for i in new_ids}
-    sha = {r.id: r.sha256 for r in store.images()}
+    sha = {r.id: r.sha256 for r in store.images(new_ids)}
     order = sorted(new_ids, key=lambda i: hashlib.sha256(f"{cfg.seed}:{sha[i]}".encode()).hexdigest())
     n_val = round(cfg.val_fraction * len(order))
     if not store.labeled_ids("val") and len(order) >= 2:

@@ -107,7 +107,7 @@ def _refuse_when_nothing_is_left(project: Project, labels: Path | None) -> None:
     store = project.store
     if labels is not None or store.queued_ids():
         return
-    usable = [r.id for r in store.images() if r.state == "ok"]
+    usable = [r.id for r in store.images(state="ok")]
     labeled = store.labeled_ids()
     if any(i not in labeled for i in usable):
         return

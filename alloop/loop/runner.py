@@ -45,10 +45,11 @@ class Turn:
 
     def usable_rows(self) -> list[ImageRow]:
         """Registered images that could be read."""
-        return [r for r in self.store.images() if r.state == "ok"]
+        return self.store.images(state="ok")
 
     def rows_by_id(self, ids: set[int]) -> list[ImageRow]:
-        return [r for r in self.store.images() if r.id in ids]
+        """The rows of ``ids`` (one query for those rows, not a read of the whole pool)."""
+        return self.store.images(ids)
 
     def candidates(self) -> list[ImageRow]:
         """Usable images neither labeled nor waiting in a batch: what the next batch is picked from."""

@@ -137,8 +137,8 @@ def gather_report_data(project: Project, iteration: int) -> ReportData:
     all_iterations = store.iterations()
     record = _record(project, all_iterations, iteration)
     notes: dict[str, str] = {}
-    images = [r for r in store.images() if r.state == "ok"]
-    by_id = {r.id: r for r in store.images()}
+    by_id = {r.id: r for r in store.images()}  # every image: the CSV files name each scored one
+    images = [r for r in by_id.values() if r.state == "ok"]
     labeled_now = {i for i, n in store.label_iterations().items() if n <= iteration}
     annotations = store.annotations()
     classes = store.classes()

@@ -53,3 +53,22 @@ def test_a_failed_stage_records_nothing(store):
     with pytest.raises(OSError):
         StageRunner(store, 1).run("import", fails)
     assert store.stages(1) == {}
+
+
+def test_turn_reads_only_the_rows_it_asks_for(store, tmp_path):
+    # The loop's pool views: by state and by id in SQL, not a whole-pool read filtered in Python.
+    from alloop.loop.runner import Turn
+
+    store.add_images([(f"p{i}.jpg", f"sha{i}", 64, 48) for i in range(6)])
+    ids = [r.id for r in store.images()]
+    store.set_image_state(ids[1], "missing")
+    with Project.open(tmp_path / "p", lock=False) as project:
+        turn = Turn(project, 1, progress=False)
+        assert [r.id for r in turn.usable_rows()] == [i for i in ids if i != ids[1]]
+        assert [r.path for r in turn.rows_by_id({ids[4], ids[0]})] == ["p0.jpg", "p4.jpg"]
+        assert turn.rows_by_id(set()) == []
+        statements: list[str] = []
+        project.store.conn.set_trace_callback(statements.append)
+        turn.rows_by_id({ids[3]})
+        project.store.conn.set_trace_callback(None)
+        assert len(statements) == 1 and "json_each" in statements[0]
