@@ -245,3 +245,30 @@ def test_an_unreadable_subfolder_is_reported_and_an_unreadable_file_says_so():
     finally:
         (top / "locked").chmod(0o755)
         shutil.rmtree(top)
+
+
+def test_a_jpeg_decoded_at_reduced_scale_is_refused_exactly_when_a_full_decode_fails(tmp_path):
+    # Registration decodes JPEGs in draft mode (1/8 scale) for speed; the size comes from the header.
+    import numpy as np
+
+    pixels = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "full.jpg", quality=90)
+    data = (tmp_path / "full.jpg").read_bytes()
+    scan = data.index(b"\xff\xda")  # start of scan: damage the entropy-coded data after it
+    damaged = {"half.jpg": data[: len(data) // 2], "end.jpg": data[:-20],
+               "garbled.jpg": data[: scan + 400] + b"\xff\xd9" * 50 + data[scan + 500:]}
+    for name, content in damaged.items():
+        (tmp_path / name).write_bytes(content)
+    good = images.inspect(tmp_path / "full.jpg", tmp_path)
+    assert (good.width, good.height) == (640, 480) and good.sha256 == images.sha256_of(tmp_path / "full.jpg")
+    for name in damaged:
+        try:
+            with Image.open(tmp_path / name) as img:
+                img.load()
+            full_decode_fails = False
+        except OSError:
+            full_decode_fails = True
+        result = images.inspect(tmp_path / name, tmp_path)
+        assert isinstance(result, images.BadImage) == full_decode_fails, name
+    assert isinstance(images.inspect(tmp_path / "half.jpg", tmp_path), images.BadImage)
+    assert "cannot decode" in images.inspect(tmp_path / "end.jpg", tmp_path).reason
