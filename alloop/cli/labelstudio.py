@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -22,8 +22,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-UrlOpt = Annotated[Optional[str], typer.Option("--url", help="Label Studio URL. Default: \\[labelstudio] url in alloop.toml, else $LABEL_STUDIO_URL.")]
-LsProjectOpt = Annotated[Optional[int], typer.Option("--ls-project", min=1, help="Use this existing Label Studio project (its id, from the URL /projects/ID). Default: \\[labelstudio] project, else the one the first push created.")]
+UrlOpt = Annotated[str | None, typer.Option("--url", help="Label Studio URL. Default: \\[labelstudio] url in alloop.toml, else $LABEL_STUDIO_URL.")]
+LsProjectOpt = Annotated[int | None, typer.Option("--ls-project", min=1, help="Use this existing Label Studio project (its id, from the URL /projects/ID). Default: \\[labelstudio] project, else the one the first push created.")]
 
 
 def _print_push(r: Any) -> None:
@@ -39,14 +39,15 @@ def push(
     project: ProjectArg,
     url: UrlOpt = None,
     ls_project: LsProjectOpt = None,
-    title: Annotated[Optional[str], typer.Option(help="Title of a new Label Studio project. Default: alloop <project folder name>.")] = None,
+    title: Annotated[str | None, typer.Option(help="Title of a new Label Studio project. Default: alloop <project folder name>.")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Send the current batch to Label Studio (creating the project, its labeling interface and image storage).
 
     Pushing again adds only the tasks Label Studio does not have yet.
     """
-    from alloop.labelstudio.sync import connection_for, push as push_batch
+    from alloop.labelstudio.sync import connection_for
+    from alloop.labelstudio.sync import push as push_batch
 
     setup_logging(quiet)
     r = run(lambda: push_batch(project, connection_for(project, url), ls_project=ls_project, title=title))
@@ -67,7 +68,8 @@ def pull(
 
     Only new or changed annotations count: pulling twice imports nothing twice.
     """
-    from alloop.labelstudio.sync import connection_for, push as push_batch, step_from_labelstudio
+    from alloop.labelstudio.sync import connection_for, step_from_labelstudio
+    from alloop.labelstudio.sync import push as push_batch
 
     setup_logging(quiet)
 

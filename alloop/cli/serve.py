@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -15,12 +15,12 @@ def serve(
     project: ProjectArg,
     host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on this machine.")] = SERVE.host,
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")] = SERVE.port,
-    threshold: Annotated[Optional[float], typer.Option("--preannotation-threshold", min=0.0, max=1.0, help="Send only boxes scoring at least this. Default: \\[preannotation] threshold in alloop.toml.")] = None,
-    max_boxes: Annotated[Optional[int], typer.Option("--preannotation-max-boxes", min=1, help="Send at most this many boxes per image, best first. Default: \\[preannotation] max_boxes.")] = None,
+    threshold: Annotated[float | None, typer.Option("--preannotation-threshold", min=0.0, max=1.0, help="Send only boxes scoring at least this. Default: \\[preannotation] threshold in alloop.toml.")] = None,
+    max_boxes: Annotated[int | None, typer.Option("--preannotation-max-boxes", min=1, help="Send at most this many boxes per image, best first. Default: \\[preannotation] max_boxes.")] = None,
     connect: Annotated[bool, typer.Option("--connect/--no-connect", help="Register this backend with the Label Studio project `alloop labelstudio push` linked ($LABEL_STUDIO_URL, $LABEL_STUDIO_API_KEY).")] = False,
-    train_after: Annotated[Optional[int], typer.Option(min=1, help="Run `alloop step` on Label Studio's labels (and push the next batch) after this many new or changed annotations (webhook events). Default: never.")] = None,
+    train_after: Annotated[int | None, typer.Option(min=1, help="Run `alloop step` on Label Studio's labels (and push the next batch) after this many new or changed annotations (webhook events). Default: never.")] = None,
     n: Annotated[int, typer.Option("--n", "-n", min=1, help="Batch size of the steps --train-after runs.")] = BATCH_SIZE,
-    device: Annotated[Optional[str], typer.Option(help="Override the project's device: auto, cpu, cuda, cuda:N.")] = None,
+    device: Annotated[str | None, typer.Option(help="Override the project's device: auto, cpu, cuda, cuda:N.")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Serve the newest trained model to Label Studio as an ML backend (/health, /setup, /predict, /webhook).

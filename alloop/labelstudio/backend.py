@@ -37,6 +37,7 @@ log = logging.getLogger("alloop")
 MODEL_CLASS = "alloop"
 TRAIN_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "START_TRAINING")
 MAX_BODY_BYTES = 64 << 20
+DEFAULT_RULE = Preannotation()
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Model:
 class Predictor:
     """Pre-annotations from the newest trained model of an alloop project (thread-safe)."""
 
-    def __init__(self, project_dir: Path, rule: Preannotation = Preannotation(), device: str | None = None) -> None:
+    def __init__(self, project_dir: Path, rule: Preannotation = DEFAULT_RULE, device: str | None = None) -> None:
         self.project_dir = Path(project_dir)
         self.rule = rule
         self.device = device
@@ -185,10 +186,10 @@ class Trainer:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "BackendServer"
+    server: BackendServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("ml backend: " + format, *args)
 
     def _reply(self, status: int, body: Any) -> None:
@@ -206,7 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         return json.loads(raw) if raw else {}
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         path = self.path.split("?")[0].rstrip("/")
         if path in ("", "/health"):
             self._reply(200, {"status": "UP", "model_class": MODEL_CLASS})
@@ -215,7 +216,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._reply(404, {"error": f"no such endpoint {path}"})
 
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_POST(self) -> None:
         path = self.path.split("?")[0].rstrip("/")
         try:
             body = self._body()

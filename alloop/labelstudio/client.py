@@ -259,4 +259,4 @@ def _error_detail(body: bytes) -> str:
     return f": {text[:300]}"
 
 
-__all__ = ["Client", "Connection", "KEY_ENV", "LabelStudioError", "URL_ENV"]
+__all__ = ["KEY_ENV", "URL_ENV", "Client", "Connection", "LabelStudioError"]

@@ -286,5 +286,15 @@ def step_from_labelstudio(project_dir: Path, connection: Connection, *, n: int,
     return pulled, result
 
 
-__all__ = ["Link", "PullResult", "PushResult", "load_link", "pull", "push", "save_link", "state_dir",
-           "step_from_labelstudio", "connection_for"]
+__all__ = [
+    "Link",
+    "PullResult",
+    "PushResult",
+    "connection_for",
+    "load_link",
+    "pull",
+    "push",
+    "save_link",
+    "state_dir",
+    "step_from_labelstudio",
+]

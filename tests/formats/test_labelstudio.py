@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-import zipfile
 import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -328,9 +328,9 @@ def test_every_label_studio_export_gives_what_json_gives(export) -> None:
     if export == "VOC.zip":
         # No XML for an image without boxes: it stays queued, and the warning says why and what to do.
         assert got == {k: v for k, v in want.items() if k != "row_02/empty.jpg"}
-        assert warnings == [f"{LS123 / export}: 1 image(s) have no XML (Label Studio's VOC export writes none for an "
-                            "image without boxes), so they stay waiting for labels: empty.jpg; import the JSON export "
-                            "to record them as having no objects"]
+        assert warnings == [(f"{LS123 / export}: 1 image(s) have no XML (Label Studio's VOC export writes none for an "
+                             "image without boxes), so they stay waiting for labels: empty.jpg; import the JSON export "
+                             "to record them as having no objects")]
     else:
         assert got == want and warnings == []
 

@@ -69,7 +69,7 @@ def label_studio(tmp_path_factory) -> Server:
     """A running Label Studio 1.23 (URL, API token, document root)."""
     if not _installed():
         if os.environ.get("CI") == "true" or os.environ.get("ALLOOP_INSTALL_LABELSTUDIO") == "1":
-            done = subprocess.run(["bash", str(SCRIPT), "install"], capture_output=True, text=True)
+            done = subprocess.run(["bash", str(SCRIPT), "install"], check=False, capture_output=True, text=True)
             if done.returncode != 0:
                 _unavailable(f"`bash scripts/labelstudio_server.sh install` failed: {done.stderr.strip()[-500:]}")
         else:
