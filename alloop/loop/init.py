@@ -60,7 +60,7 @@ def init(
         stages = StageRunner(store, 0)
         stages.run("register", partial(register_images, turn))
         for path, reason in store.bad_images():
-            log.warning("skipped unreadable image %s: %s", path, reason)
+            log.warning("skipped %s: %s", path, reason)
         stages.run("embed", partial(embed_pool, turn))
         stages.run("select", partial(select_first_batch, turn, method, n))
         exported = stages.run("export", partial(export_stage, turn))
