@@ -17,15 +17,11 @@ from alloop.synthetic import (
     MIN_VISIBLE_FRACTION,
     SCENES,
     Orchard,
-    _Apple,
-    _draw_apple,
-    _draw_leaves,
-    _Leaf,
-    _leaf_polygons,
-    _render_scene,
-    _visible_apples,
     generate_orchard,
 )
+from alloop.synthetic.generate import _render_scene
+from alloop.synthetic.layout import _Apple, _Leaf, _leaf_polygons
+from alloop.synthetic.paint import _draw_apple, _draw_leaves, _visible_apples
 
 SIZE = (128, 96)
 SCENE = {s.name: s for s in SCENES}
