@@ -56,6 +56,17 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def _parent_death_signal():
+    """Linux's prctl(PR_SET_PDEATHSIG, SIGTERM), looked up before any fork; None elsewhere."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGTERM)
+
+
 def _up(url: str) -> bool:
     try:
         with urllib.request.urlopen(url + "/health", timeout=5) as r:
@@ -85,7 +96,10 @@ def label_studio(tmp_path_factory) -> Server:
     with log.open("wb") as out:
         proc = subprocess.Popen(["bash", str(SCRIPT), "start", str(data), str(port), str(root)], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True,
+                                # the server dies with the test process, even a killed one; the hook only
+                                # calls a C function resolved before the fork, so threads cannot deadlock it
+                                preexec_fn=_parent_death_signal())  # noqa: PLW1509
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
