@@ -43,7 +43,7 @@ class Network:
 
 
 # YOLOv4 backbones and depths from TAO's yolo_v4/models/base_model.py. yolo_v3 / ssd can be added
-# here with their own template under tao_specs/.
+# here with their own template under specs/tao/ (the repository's specs/ folder).
 NETWORKS: dict[str, Network] = {
     "yolo_v4": Network(
         name="yolo_v4",
@@ -215,7 +215,7 @@ class TaoConfig:
         (), 'appended to the train command, e.g. ["--use_amp"]', checks(Strings(), _shell_words)
     )
     spec_template: str | None = option(
-        None, "your own Jinja2 spec template (a copy of tao_specs/yolo_v4.txt.j2)", _PATH
+        None, "your own Jinja2 spec template (a copy of specs/tao/yolo_v4.txt.j2)", _PATH
     )
 
     def __post_init__(self) -> None:

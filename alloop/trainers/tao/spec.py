@@ -1,8 +1,14 @@
-"""The YOLOv4 experiment spec: the values it needs and its rendering from a Jinja2 template."""
+"""The YOLOv4 experiment spec: the values it needs and its rendering from a Jinja2 template.
+
+The templates live in ``specs/tao/`` so they read without Python; ``alloop/trainers/tao/specs`` is a
+symbolic link to that folder, copied into the wheel as package data (pyproject.toml), the way the
+store's schema SQL is shipped (:mod:`alloop.store.migrations` says why a link).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +17,18 @@ from alloop.trainers.tao.anchors import anchor_shapes
 from alloop.trainers.tao.config import NETWORKS, TaoConfig
 from alloop.trainers.tao.paths import check_tao_path
 
-SPEC_DIR = Path(__file__).resolve().parents[1] / "tao_specs"
+SPEC_DIR = resources.files("alloop.trainers.tao") / "specs"
+SPEC_SOURCE = "specs/tao"  # where the shipped templates are kept in alloop's repository
 
 
-def _template_env(search: Path) -> Any:
+def _template(text: str, search: Path | None) -> Any:
+    """``search``: the folder a user's template may ``{% include %}`` from."""
     import jinja2
 
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(search)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
+    loader = jinja2.FileSystemLoader(str(search)) if search is not None else None
+    env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             autoescape=False)
+    return env.from_string(text)
 
 
 def render_spec(
@@ -31,20 +37,26 @@ def render_spec(
     """The experiment spec text for ``context`` (see :func:`spec_context`) from the network's template."""
     import jinja2
 
+    name = NETWORKS[network].template
     if template is not None:
         path = Path(template).expanduser()
         if not path.is_file():
             raise ConfigError(
-                f"spec_template {path}: no such file; point it at a copy of "
-                f"{SPEC_DIR / NETWORKS[network].template}"
+                f"alloop.toml [trainer.options] spec_template {path}: no such file; point it at a copy of "
+                f"{SPEC_SOURCE}/{name} (installed as {SPEC_DIR / name})"
             )
-        env, name = _template_env(path.parent), path.name
+        where, source, search = str(path), path, path.parent
     else:
-        env, name = _template_env(SPEC_DIR), NETWORKS[network].template
+        where, source, search = f"{SPEC_SOURCE}/{name}", SPEC_DIR / name, None
     try:
-        return env.get_template(name).render(**context)
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"spec template {where}: unreadable ({exc.strerror}); fix spec_template or "
+                          "reinstall alloop") from exc
+    try:
+        return _template(text, search).render(**context)
     except jinja2.TemplateError as exc:
-        raise ConfigError(f"spec template {template or name}: {exc}; fix the template") from exc
+        raise ConfigError(f"spec template {where}: {exc}; fix the template") from exc
 
 
 def spec_context(

@@ -3,6 +3,8 @@ spec-loader asserts), anchors and templates."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -184,3 +186,12 @@ def test_kmeans_anchors_find_the_box_sizes():
         kmeans_anchors(sizes[:9], output_width=100, output_height=200)
 
 
+
+
+def test_the_shipped_template_is_the_one_in_specs_tao():
+    """alloop/trainers/tao/specs links to specs/tao: the template read as package data is that file."""
+    from alloop.trainers.tao.spec import SPEC_DIR
+
+    repo = Path(__file__).resolve().parents[3]
+    assert (SPEC_DIR / "yolo_v4.txt.j2").read_text() == (repo / "specs" / "tao" / "yolo_v4.txt.j2").read_text()
+    assert not (repo / "alloop" / "trainers" / "tao_specs").exists()
