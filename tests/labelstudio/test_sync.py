@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from alloop import loop
 from alloop.cli import app
-from alloop.labelstudio import Connection, LabelStudioError, pull, push, step_from_labelstudio
+from alloop.labelstudio import Connection, LabelStudioError, pull, push
 from alloop.labelstudio.sync import load_link
 from alloop.preannotate import DEFAULT_MAX_BOXES, DEFAULT_THRESHOLD
 from alloop.project import Project
@@ -60,11 +60,20 @@ def test_push_annotate_pull_step_push(label_studio, orchard, tiny_config, tmp_pa
     for task in tasks[:3]:
         api(label_studio, "POST", f"/api/tasks/{task['id']}/annotations/",
             {"result": _gt_results(orchard, task["data"]["alloop_file"]), "was_cancelled": False})
-    pulled, stepped = step_from_labelstudio(project, conn, n=4, progress=False)
-    assert (pulled.annotated, pulled.new, pulled.waiting) == (3, 3, 1)
-    assert stepped.iteration == 1 and stepped.imported["new"] == 3
-    assert len(stepped.still_queued) == 1
+    # `alloop labelstudio pull`: import the submitted annotations, step, push the next batch.
+    monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
+    result = CliRunner().invoke(app, ["labelstudio", "pull", str(project), "--n", "4", "-q"])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert f"pulled 3 annotated task(s) from Label Studio project {first.project_id}: 3 new, 0 changed; " \
+           "1 still to label" in out
+    assert "iteration 1: labels new 3, corrected 0" in out
+    assert f"using Label Studio project {first.project_id}" in out and "batch iteration-1: 4 new task(s) with" in out
+    assert label_studio.token not in result.output
     with Project.open(project, lock=False) as p:
+        assert [it.status for it in p.store.iterations()] == ["done", "done"]
+        assert len(p.store.queued_ids()) == 1 + 4  # the task left unlabeled, and the new batch
         stored = {a.file_name: len(a.boxes) for _, a, _ in p.store.annotations("train")
                   + p.store.annotations("val")}
         assert load_link(p).imported.keys() == {str(t["id"]) for t in tasks[:3]}
@@ -73,14 +82,10 @@ def test_push_annotate_pull_step_push(label_studio, orchard, tiny_config, tmp_pa
 
     with pytest.raises(LabelStudioError, match="nothing new to import"):
         pull(project, conn)  # the same annotations are never imported twice
+    again = push(project, conn)
+    assert (again.tag, again.created, again.existing) == ("iteration-1", 0, 4)
 
-    # The next batch goes out with the model's boxes as predictions (through the CLI this time).
-    monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
-    result = CliRunner().invoke(app, ["labelstudio", "push", str(project)])
-    assert result.exit_code == 0, result.output
-    assert f"using Label Studio project {first.project_id}" in result.output
-    assert "batch iteration-1: 4 new task(s) with" in result.output and label_studio.token not in result.output
+    # The next batch went out with the model's boxes as predictions.
     tasks = _tasks(label_studio, first.project_id)
     assert len(tasks) == 8
     assert [t["total_predictions"] for t in tasks[4:]] == [1, 1, 1, 1]
