@@ -2,9 +2,9 @@
 
     nice -n 10 python benchmarks/scale_bench.py --sizes 1000 10000 --out benchmarks/results/scale_cpu.json
 
-Pools are N distinct 64x48 JPEGs from a seeded generator, written once under --cache (hard links
-of the first N into pool-N/, so a larger pool reuses the smaller one's files; every file's content
-differs, so none is a duplicate of another). Each N runs in its own process (peak RSS is per
+Pools are N distinct 64x48 JPEGs from a seeded generator, written once under --cache/images and
+hard-linked into pool-N/ (every pool reuses the files of the smaller ones; every file's content
+differs, so no image is a duplicate of another). Each N runs in its own process (peak RSS is per
 process), which times:
 
 - init: register, embed, select, export, report (the loop's own StageRunner timings);
