@@ -6,7 +6,9 @@ ONNX (``torch.onnx.export``, opset 17, dynamic image size) or TorchScript (``tor
 held-out mAP, training counts, versions. Both files are written under temporary names and renamed
 at the end, so a failed export leaves nothing behind.
 
-The TAO trainer's checkpoints are exported by TAO itself (:data:`TAO_EXPORT_HINT`).
+The TAO trainer's checkpoints are exported by TAO itself: ``<network> export`` runs in TAO's
+container the way training did (:meth:`alloop.trainers.tao.TaoTrainer.export`), to ONNX only, and
+the same ``model.json`` records TAO's input, pre-processing (outside that model) and outputs.
 """
 
 from __future__ import annotations
@@ -33,11 +35,11 @@ SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}  # of the default --out
 ONNX_OPSET = 17
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("boxes", "labels", "scores")
-# What TAO's own tool does for its checkpoints (TAO 5, the yolo_v4 network alloop's TAO trainer runs).
+# What alloop runs for the tao trainer's checkpoints (TAO 5), and TAO's next step to TensorRT.
 TAO_EXPORT_HINT = (
-    "the tao trainer's checkpoints are exported by TAO itself: "
+    "the tao trainer's checkpoints are exported by TAO itself, to ONNX only: alloop runs "
     "`tao model yolo_v4 export -m <checkpoint .hdf5> -e <experiment spec> -o model.onnx --target_opset 12 "
-    "--gen_ds_config` (TAO 5; TAO 4 .tlt models add -k KEY), then `tao deploy yolo_v4 gen_trt_engine` for TensorRT"
+    "--gen_ds_config` (TAO 4 .tlt models add -k KEY), then `tao deploy yolo_v4 gen_trt_engine` makes a TensorRT engine"
 )
 
 
@@ -85,9 +87,10 @@ def export_model(
     with Project.open(Path(project_dir), lock=False) as project:
         chosen = choose_model(project, iteration)
         if project.config.trainer == "tao":
-            spec = project.checkpoint_dir(chosen.model.iteration) / "specs" / "train.txt"
-            raise TrainerError(TAO_EXPORT_HINT.replace("<checkpoint .hdf5>", str(chosen.model.checkpoint))
-                               .replace("<experiment spec>", str(spec)))
+            if fmt != "onnx":
+                raise ConfigError(f"--format {fmt}: the tao trainer's models export to onnx only (TAO's own "
+                                  "export); use --format onnx")
+            return _export_tao(project, chosen, out, force, score_threshold, announce)
         if project.config.trainer != "torchvision":
             raise TrainerError(
                 f"export-model exports torchvision detectors; this project's trainer is "
@@ -113,6 +116,66 @@ def export_model(
     meta["sha256"] = _sha256(out)
     atomic.write_json(metadata_path_for(out), meta)
     return ExportResult(out, metadata_path_for(out), fmt, chosen, meta)
+
+
+def _export_tao(project: Project, chosen: ChosenModel, out: Path | None, force: bool,
+                score_threshold: float | None, announce: Callable[[ChosenModel], None] | None) -> ExportResult:
+    """TAO's ``export`` of the chosen checkpoint (the container, as in training) and its ``model.json``."""
+    from alloop.loop import build_trainer
+    from alloop.trainers.tao.export import EXPORT_OPSET, NMS_PLUGIN, OUTPUTS, preprocessing
+
+    if out is None:
+        out = project.artifacts / "models" / f"iteration-{chosen.model.iteration}.onnx"
+    out = Path(out)
+    _check_out(out, force)
+    classes = tuple(project.store.classes())
+    trainer = build_trainer(project, classes, "cpu")
+    trainer.model_record(chosen.model.checkpoint, "exporting")  # refused before the model is announced
+    if announce is not None:
+        announce(chosen)
+    card = gather_model_card(project, chosen.model.iteration)
+    tao = trainer.export(chosen.model.checkpoint, out, opset=EXPORT_OPSET, score_threshold=score_threshold)
+    spec, graph = tao["spec"], tao["graph"]
+    # TAO numbers classes in the order of their sorted lower-cased names (its labels.txt).
+    by_kitti = dict(zip(tao["kitti_names"], classes))
+    m = chosen.model
+    meta = {
+        "format": "onnx",
+        "file": out.name,
+        "exported_by": f"TAO {tao['network']} export (--target_opset {EXPORT_OPSET}); see {tao['log']}",
+        "classes": [by_kitti[k] for k in sorted(by_kitti)],
+        "input": {"name": next(iter(graph["inputs"])), "dtype": "float32", "shape": next(iter(graph["inputs"].values())),
+                  "layout": "NCHW, BGR, prepared as preprocessing says"},
+        "preprocessing_inside_model": None,
+        "preprocessing": preprocessing(spec),
+        "outputs": {name: OUTPUTS.get(name, "") for name in graph["outputs"]},
+        "runtime": f"the graph ends in TensorRT's {NMS_PLUGIN} plugin: build an engine with `tao deploy "
+                   f"{tao['network']} gen_trt_engine` or DeepStream; onnxruntime cannot run it",
+        "score_threshold": float(spec["nms_confidence"]),
+        "nms_threshold": float(spec["nms_iou"]),
+        "detections_per_image": int(spec["top_k"]),
+        "postprocessing": "TAO's per-class NMS inside the model (BatchedNMS); boxes x input width/height, "
+                          "divided by the resize scale, are image pixels",
+        "deepstream": tao["deepstream"],
+        "source": {"project": str(project.root.resolve()), "iteration": m.iteration,
+                   "checkpoint": project.relpath(m.checkpoint), "chosen": chosen.reason,
+                   "architecture": f"{tao['network']} {spec['arch']}{spec['nlayers']}", "tao_epoch": tao["epoch"]},
+        "metrics": {"heldout_map50": m.map50, "heldout_map": m.map, "tao_val_map50": tao["tao_val_map50"],
+                    "names": {"heldout_map50": "COCO mAP@0.5 on the held-out labeled images (pycocotools)",
+                              "heldout_map": "COCO mAP@[.5:.95] on the same images",
+                              "tao_val_map50": "TAO's own validation mAP@0.5 at that epoch"}},
+        "training": {"labeled_images": card.labeled, "train_images": card.train, "heldout_images": card.heldout,
+                     "boxes_per_class": dict(card.boxes_train), "epochs": card.epochs, "steps": card.steps},
+        "versions": {"alloop": __version__, "onnx_opset": graph["opset"]},
+        "created_at": now(),
+        "sha256": _sha256(out),
+    }
+    try:
+        atomic.write_json(metadata_path_for(out), meta)
+    except BaseException:
+        out.unlink(missing_ok=True)  # no model without its metadata
+        raise
+    return ExportResult(out, metadata_path_for(out), "onnx", chosen, meta)
 
 
 def _check_out(out: Path, force: bool) -> None:

@@ -60,7 +60,9 @@ def test_export_model_bad_inputs_are_one_line(hand_project, tmp_path):
     _one_line_error(runner.invoke(app, ["export-model", str(proj), "--format", "tflite"]),
                     "--format takes one of onnx, torchscript")
     tao = hand_project([(1, _blob(), 0.3, 0.1)], trainer="tao")
-    _one_line_error(runner.invoke(app, ["export-model", str(tao)]), "tao model yolo_v4 export")
+    _one_line_error(runner.invoke(app, ["export-model", str(tao)]), "not trained by alloop's tao trainer")
+    _one_line_error(runner.invoke(app, ["export-model", str(tao), "--format", "torchscript"]),
+                    "the tao trainer's models export to onnx only")
 
 
 @pytest.mark.slow

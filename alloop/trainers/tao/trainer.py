@@ -17,6 +17,7 @@ from alloop.errors import ConfigError, LabelError, TrainerError
 from alloop.trainers.base import Example, TrainResult, config_from_mapping
 from alloop.trainers.tao.command import check_mounts_file, tao_command, write_mounts_file
 from alloop.trainers.tao.config import NETWORKS, TaoConfig
+from alloop.trainers.tao.export import EXPORT_OPSET, export_args, export_dir, read_exported
 from alloop.trainers.tao.labels import check_tao_sees_the_labels
 from alloop.trainers.tao.paths import check_tao_path
 from alloop.trainers.tao.record import (
@@ -238,13 +239,7 @@ class TaoTrainer:
         """Run ``<network> inference`` on ``images``; Detections per image in original pixels."""
         cfg = self.config
         checkpoint = Path(os.path.realpath(checkpoint))
-        info = read_sidecar(checkpoint, required=True)
-        if info["classes"] != list(self.classes):
-            raise TrainerError(
-                f"{checkpoint} was trained on classes {info['classes']}, "
-                f"the project has {list(self.classes)}; "
-                "train again (alloop step) before predicting"
-            )
+        info = self.model_record(checkpoint, "predicting")
         if not images:
             return []
         work = inference_dir(checkpoint) / ("hflip" if hflip else "plain")
@@ -256,17 +251,7 @@ class TaoTrainer:
         (work / "no_labels").mkdir()
         sizes = [stage_image(Path(p), staged / f"{i:06d}", hflip=hflip) for i, p in enumerate(images)]
 
-        # The training spec, minus its starting model; TAO's spec loader wants KITTI data sources
-        # even for inference (it reads none), so they point at the staged images, not at the
-        # training export (which may have moved with the project).
-        context = dict(info["spec"])
-        context.update(resume_model_path="", pretrain_model_path="", nms_confidence=cfg.nms_confidence,
-                       nms_iou=cfg.nms_iou, top_k=cfg.top_k, eval_batch_size=cfg.eval_batch_size,
-                       train_images=str(staged), train_labels=str(work / "no_labels"),
-                       val_images=str(staged), val_labels=str(work / "no_labels"))
-        spec_file = work / "inference.txt"
-        spec_file.write_text(render_spec(context, network=info["network"], template=cfg.spec_template),
-                             encoding="utf-8")
+        spec_file = self._model_spec(info, work / "inference.txt", images=staged, labels=work / "no_labels")
         results = work / "results"
         threshold = min(max(float(score_threshold), cfg.nms_confidence), 0.999)
         args = ["-m", str(checkpoint), "-e", str(spec_file), "-i", str(staged), "-r", str(results),
@@ -299,3 +284,71 @@ class TaoTrainer:
                                              score_threshold=score_threshold))
         return out
 
+    # -- export --------------------------------------------------------------------------------
+
+    def export(self, checkpoint: Path, out_file: Path, *, opset: int = EXPORT_OPSET,
+               score_threshold: float | None = None, progress: bool = False) -> dict[str, Any]:
+        """Run TAO's ``<network> export`` of ``checkpoint`` to ONNX and move the file to ``out_file``.
+
+        The model's NMS keeps boxes scoring above max(``score_threshold``, nms_confidence). Returns
+        what the file holds (:func:`.export.read_exported`), the spec values it was built from, and
+        where TAO's DeepStream files (labels.txt, nvinfer_config.txt) are. A failure leaves no
+        ``out_file``.
+        """
+        cfg = self.config
+        checkpoint = Path(os.path.realpath(checkpoint))
+        info = self.model_record(checkpoint, "exporting")
+        work = export_dir(checkpoint)
+        check_tao_path(work, "export directory")
+        if work.exists():
+            shutil.rmtree(work)  # TAO refuses to overwrite its output
+        (work / "no_data").mkdir(parents=True)
+        threshold = cfg.nms_confidence if score_threshold is None else max(score_threshold, cfg.nms_confidence)
+        spec_file = self._model_spec(info, work / "export.txt", images=work / "no_data", labels=work / "no_data",
+                                     nms_confidence=min(threshold, 0.999))
+        onnx_file, log_file = work / "model.onnx", work / "export.log"
+        args = export_args(checkpoint, spec_file, onnx_file, work / "results", key=cfg.key, opset=opset,
+                           gpu_index=cfg.gpu_index if cfg.runner == "launcher" else None)
+        cmd, env = self._command("export", args, [work, checkpoint.parent], work)
+        run_tao(cmd, what="export", log_file=log_file, config=cfg, env=env, progress=progress)
+        graph = read_exported(onnx_file, log_file)
+        with atomic.atomic_path(Path(out_file), size=onnx_file.stat().st_size) as tmp:
+            shutil.copyfile(onnx_file, tmp)
+        spec = dict(info["spec"], nms_confidence=min(threshold, 0.999), nms_iou=cfg.nms_iou, top_k=cfg.top_k)
+        return {"graph": graph, "spec": spec, "network": info["network"], "epoch": info["epoch"],
+                "kitti_names": info["kitti_names"], "tao_val_map50": info.get("tao_val_map50"),
+                "deepstream": {name: str(work / name) for name in ("labels.txt", "nvinfer_config.txt")
+                               if (work / name).is_file()},
+                "log": str(log_file)}
+
+    # -- a trained model -----------------------------------------------------------------------
+
+    def model_record(self, checkpoint: Path, doing: str) -> dict[str, Any]:
+        """The model's sidecar, refused when it was trained on other classes than the project's."""
+        info = read_sidecar(checkpoint, required=True)
+        if info["classes"] != list(self.classes):
+            raise TrainerError(
+                f"{checkpoint} was trained on classes {info['classes']}, "
+                f"the project has {list(self.classes)}; "
+                f"train again (alloop step) before {doing}"
+            )
+        return info
+
+    def _model_spec(self, info: Mapping[str, Any], spec_file: Path, *, images: Path, labels: Path,
+                    nms_confidence: float | None = None) -> Path:
+        """The training spec minus its starting model, with this config's NMS, written to ``spec_file``.
+
+        TAO's spec loader wants KITTI data sources even for inference and export (it reads none),
+        so they point at ``images``/``labels``, not at the training export (which may have moved
+        with the project).
+        """
+        cfg = self.config
+        context = dict(info["spec"])
+        context.update(resume_model_path="", pretrain_model_path="",
+                       nms_confidence=cfg.nms_confidence if nms_confidence is None else nms_confidence,
+                       nms_iou=cfg.nms_iou, top_k=cfg.top_k, eval_batch_size=cfg.eval_batch_size,
+                       train_images=str(images), train_labels=str(labels),
+                       val_images=str(images), val_labels=str(labels))
+        spec_file.write_text(render_spec(context, network=info["network"], template=cfg.spec_template),
+                             encoding="utf-8")
+        return spec_file

@@ -5,6 +5,7 @@ Called as the launcher::
 
     fake_tao.py model yolo_v4 train -e SPEC -r RESULTS [-k KEY] [--gpus N] [--gpu_index I...]
     fake_tao.py model yolo_v4 inference -m MODEL -e SPEC -i IMAGES -r RESULTS [-k KEY] [-t T]
+    fake_tao.py model yolo_v4 export -m MODEL -e SPEC [-o OUT] [-k KEY] [--target_opset N] [--gen_ds_config]
 
 or as docker (``fake_tao.py run --rm --gpus all -v /x:/x ... IMAGE yolo_v4 train ...``).
 
@@ -31,12 +32,19 @@ Then it behaves like TAO (tao_tensorflow1_backend, TAO 5), including where TAO i
   canvas, not to the image). Its "detector" finds colours: the bounding box of strongly red pixels
   is class 0 (confidence 0.9, and 0.08 for class 1), green class 1 (0.6, and 0.15 for class 0),
   blue class 2 (0.3, and 0.06 for class 0); a box touching the image border sticks out 3 px.
+- ``export`` (common/export/app.py + yolo_v4/export/yolov4_exporter.py) parses its arguments leniently
+  (``parse_known_args``), appends ".onnx" to an output name without "onnx", refuses an existing output,
+  loads a ``.hdf5`` as it is and decodes a ``.tlt`` with ``-k`` (a wrong key gives bytes h5py cannot
+  open: "file signature not found"), and writes a small ONNX model shaped like TAO's: input ``Input``
+  (N, 3, output_height, output_width), a ``BatchedNMSDynamic_TRT`` node with the spec's nms_config,
+  outputs ``BatchedNMS`` … ``BatchedNMS_3``; with ``--gen_ds_config`` also ``labels.txt`` and
+  ``nvinfer_config.txt`` beside it. :func:`encode_tlt` makes a ``.tlt`` of a fake model.
 - failures: a failing task prints TAO's traceback and ``Execution status: FAIL``; through the
   launcher the process still exits 0 (docker_handler.py swallows the failed ``docker exec``), through
   ``docker run`` it exits 255. A failure of the launcher itself before the task (no tty, a command
   bash cannot parse) prints bash's or docker's error, no status line, and exits 0 too.
 
-Environment: FAKE_TAO_FAIL=train|inference|all makes the task fail (out of memory);
+Environment: FAKE_TAO_FAIL=train|inference|export|all makes the task fail (out of memory);
 FAKE_TAO_STOP_AT=N stops training after epoch N as TerminateOnNaN does (still "PASS");
 FAKE_TAO_SKIP=1 exits 0 having written nothing; FAKE_TAO_RECORD=FILE appends one JSON line per call
 (argv, mounts).
@@ -443,8 +451,8 @@ EDGE_OVERHANG = 3.0
 
 
 def detect(path: Path) -> list[tuple[list[tuple[int, float]], list[float]]]:
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
     h, w = rgb.shape[:2]
@@ -494,6 +502,115 @@ def inference(args, spec: dict, mounts: list[str]) -> None:
     print(f"Inference done on {args.image_dir}", flush=True)
 
 
+TLT_MAGIC = b"FAKETLT1"
+
+
+def _keystream(key: str, n: int) -> bytes:
+    import hashlib
+
+    out, block = b"", 0
+    while len(out) < n:
+        out += hashlib.sha256(f"{key}:{block}".encode()).digest()
+        block += 1
+    return out[:n]
+
+
+def encode_tlt(model: bytes, key: str) -> bytes:
+    """A fake model file as TAO < 5 stored it: encrypted with the key (``nvidia_tao_tf1/encoding``)."""
+    return TLT_MAGIC + bytes(a ^ b for a, b in zip(model, _keystream(key, len(model))))
+
+
+def load_model(path: str, key: str) -> dict:
+    """yolo_v4/utils/model_io.py: .hdf5 as it is, .tlt decoded with the key, anything else refused."""
+    ext = os.path.splitext(path)[1]
+    if ext not in (".hdf5", ".tlt"):
+        task_failed(f"NotImplementedError: {ext} file is not supported!")
+    if not os.path.isfile(path):
+        task_failed(f"OSError: Unable to open file (unable to open file: name = '{path}', errno = 2, "
+                    "error message = 'No such file or directory', flags = 0, o_flags = 0)")
+    data = Path(path).read_bytes()
+    if ext == ".tlt":
+        body = data[len(TLT_MAGIC):]
+        data = bytes(a ^ b for a, b in zip(body, _keystream(key, len(body))))
+    try:
+        return json.loads(data.decode())
+    except (UnicodeDecodeError, ValueError):
+        task_failed("OSError: Unable to open file (file signature not found)")
+
+
+def export_parser() -> argparse.ArgumentParser:
+    """common/export/app.py's build_command_line_parser (the options alloop may pass), plus the entrypoint's."""
+    p = argparse.ArgumentParser(prog="yolo_v4 export")
+    p.add_argument("-m", "--model", required=True)
+    p.add_argument("-k", "--key", default="")
+    p.add_argument("-o", "--output_file", default=None)
+    p.add_argument("-e", "--experiment_spec", default=None)
+    p.add_argument("--target_opset", type=int, default=12)
+    p.add_argument("--gen_ds_config", action="store_true")
+    p.add_argument("--results_dir", default=None)
+    p.add_argument("--static_batch_size", type=int, default=-1)
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--gpus", type=int, default=1)
+    p.add_argument("--gpu_index", type=int, nargs="+")
+    p.add_argument("--log_file")
+    return p
+
+
+def export(args, mounts: list[str]) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    output = args.output_file or os.path.splitext(args.model)[0] + ".onnx"
+    if "onnx" not in output:
+        output += ".onnx"
+    for path, what in ((args.model, "model"), (output, "output_file")):
+        require_mounted(path, mounts, what)
+    if args.results_dir:
+        require_mounted(args.results_dir, mounts, "results_dir")
+        os.makedirs(args.results_dir, exist_ok=True)
+        Path(args.results_dir, "status.json").write_text(json.dumps({"message": "Starting export."}) + "\n")
+    if os.path.exists(output):
+        task_failed(f"AssertionError: Default output file {output} already exists")
+    if args.experiment_spec is None or not os.path.isfile(args.experiment_spec):
+        task_failed(f"AssertionError: Experiment spec file not found at {args.experiment_spec}.")
+    require_mounted(args.experiment_spec, mounts, "experiment_spec")
+    try:
+        spec = load_spec(args.experiment_spec)
+    except SpecError as e:
+        task_failed(f"AssertionError: spec {args.experiment_spec}: {e}")
+    model = load_model(args.model, args.key)
+    classes = classes_of(spec)
+    if model.get("classes") != classes:
+        task_failed(f"ValueError: model classes {model.get('classes')} do not match the spec's {classes}")
+    aug, nms = one(spec, "augmentation_config"), one(spec, "nms_config")
+    height, width, top_k = one(aug, "output_height"), one(aug, "output_width"), one(nms, "top_k", 200)
+    batch = args.static_batch_size if args.static_batch_size > 0 else "N"
+    node = helper.make_node(
+        "BatchedNMSDynamic_TRT", ["pooled", "pooled"], ["BatchedNMS", "BatchedNMS_1", "BatchedNMS_2", "BatchedNMS_3"],
+        name="BatchedNMS_N", shareLocation=1, backgroundLabelId=-1,
+        scoreThreshold=float(one(nms, "confidence_threshold", 0.0)),
+        iouThreshold=float(one(nms, "clustering_iou_threshold", 0.5)), topK=2 * top_k, keepTopK=top_k,
+        numClasses=len(classes), clipBoxes=1, isNormalized=1, scoreBits=one(nms, "infer_nms_score_bits", 0))
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["Input"], ["pooled"], name="pool"), node], "yolov4",
+        [helper.make_tensor_value_info("Input", TensorProto.FLOAT, [batch, 3, height, width])],
+        [helper.make_tensor_value_info("BatchedNMS", TensorProto.INT32, [batch, 1]),
+         helper.make_tensor_value_info("BatchedNMS_1", TensorProto.FLOAT, [batch, top_k, 4]),
+         helper.make_tensor_value_info("BatchedNMS_2", TensorProto.FLOAT, [batch, top_k]),
+         helper.make_tensor_value_info("BatchedNMS_3", TensorProto.FLOAT, [batch, top_k])])
+    os.makedirs(os.path.dirname(os.path.realpath(output)), exist_ok=True)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", args.target_opset)],
+                                producer_name="keras2onnx"), output)
+    print(f"INFO: Saving exported model to {output}", flush=True)
+    if args.gen_ds_config:
+        root = os.path.dirname(output)
+        Path(root, "labels.txt").write_text("".join(f"{c}\n" for c in classes))
+        Path(root, "nvinfer_config.txt").write_text(
+            f"net-scale-factor=1.0\noffsets=103.939;116.779;123.68\ninfer-dims=3;{height};{width}\n"
+            f"tlt-model-key={args.key}\nnetwork-type=0\nnum-detected-classes={len(classes)}\n"
+            "model-color-format=1\nmaintain-aspect-ratio=1\noutput-tensor-meta=0\n")
+
+
 def parse_docker(argv: list[str]) -> tuple[list[str], list[str]]:
     """`run [opts] IMAGE network task args...` -> (mounts, [network, task, args...])."""
     with_value = {"--gpus", "--user", "-u", "-v", "--volume", "-e", "--env", "--shm-size", "--name", "--ipc",
@@ -531,8 +648,10 @@ def main(argv: list[str]) -> None:
     if len(rest) < 2 or rest[0] != "yolo_v4":
         task_failed(f"unsupported network {rest[:1]}")
     task = rest[1]  # TAO's entrypoint takes the first argument after the network as the task
-    if task not in ("train", "inference"):
+    if task not in ("train", "inference", "export"):
         task_failed(f"unsupported task {task!r} (the task must come right after yolo_v4)")
+    if task == "export":
+        run_export(rest[2:], mounts)
     p = argparse.ArgumentParser(prog=f"yolo_v4 {task}")
     p.add_argument("-e", "--experiment_spec", required=True)
     p.add_argument("-r", "--results_dir", required=True)
@@ -563,6 +682,25 @@ def main(argv: list[str]) -> None:
         sys.exit(0)
     (train if task == "train" else inference)(args, spec, mounts)
     print("Execution status: PASS", flush=True)
+
+
+def run_export(argv: list[str], mounts: list[str]) -> None:
+    """``export`` parses with parse_known_args (unknown options are ignored, as TAO's app.py does)."""
+    try:
+        args, _unknown = export_parser().parse_known_args(argv)
+    except SystemExit:  # argparse's usage error ends the task inside the container
+        task_failed("SystemExit: 2 (yolo_v4 export: the following arguments are required: -m/--model)")
+    if args.gpus > 1:
+        task_failed("AssertionError: Please use only 1 GPU for the task export.")
+    if os.environ.get("FAKE_TAO_FAIL", "") in ("export", "all"):
+        print("2024-01-01 00:00:00 [TAO Toolkit] [INFO] Starting...", flush=True)
+        task_failed("tensorflow.python.framework.errors_impl.ResourceExhaustedError: OOM when allocating tensor")
+    if os.environ.get("FAKE_TAO_SKIP"):
+        print("Execution status: PASS", flush=True)
+        sys.exit(0)
+    export(args, mounts)
+    print("Execution status: PASS", flush=True)
+    sys.exit(0)
 
 
 if __name__ == "__main__":
