@@ -11,7 +11,7 @@ The model card of each iteration lives with the report (:mod:`alloop.report.mode
 
 from __future__ import annotations
 
-from alloop.model.export import EXPORT_FORMATS, TAO_EXPORT_HINT, ExportResult, export_model
+from alloop.model.export import EXPORT_FORMATS, ExportResult, export_model
 from alloop.model.predict import (
     PREDICT_FORMATS,
     Predictions,
@@ -32,7 +32,6 @@ from alloop.model.registry import (
 __all__ = [
     "EXPORT_FORMATS",
     "PREDICT_FORMATS",
-    "TAO_EXPORT_HINT",
     "ChosenModel",
     "ExportResult",
     "ModelInfo",

@@ -35,12 +35,6 @@ SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}  # of the default --out
 ONNX_OPSET = 17
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("boxes", "labels", "scores")
-# What alloop runs for the tao trainer's checkpoints (TAO 5), and TAO's next step to TensorRT.
-TAO_EXPORT_HINT = (
-    "the tao trainer's checkpoints are exported by TAO itself, to ONNX only: alloop runs "
-    "`tao model yolo_v4 export -m <checkpoint .hdf5> -e <experiment spec> -o model.onnx --target_opset 12 "
-    "--gen_ds_config` (TAO 4 .tlt models add -k KEY), then `tao deploy yolo_v4 gen_trt_engine` makes a TensorRT engine"
-)
 
 
 @dataclass(frozen=True)
@@ -330,4 +324,4 @@ def _metadata(project: Project, chosen: ChosenModel, classes: tuple[str, ...], m
     }
 
 
-__all__ = ["EXPORT_FORMAT", "EXPORT_FORMATS", "TAO_EXPORT_HINT", "ExportResult", "export_model", "metadata_path_for"]
+__all__ = ["EXPORT_FORMAT", "EXPORT_FORMATS", "ExportResult", "export_model", "metadata_path_for"]
