@@ -223,11 +223,15 @@ def inspect(path: Path, root: Path, *, max_pixels: int | None = None) -> ImageIn
     return ImageInfo(rel, sha256_of(path), width, height)
 
 
-def inspect_all(paths: Sequence[Path], root: Path, *, workers: int = 4,
-                max_pixels: int | None = None) -> Iterator[ImageInfo | BadImage]:
-    """Inspect many images with a small thread pool (decoding and hashing release the GIL)."""
+def inspect_all(paths: Sequence[Path], root: Path, *, workers: int = 4, max_pixels: int | None = None,
+                window: int = 4096) -> Iterator[ImageInfo | BadImage]:
+    """Inspect many images with a small thread pool (decoding and hashing release the GIL), in order.
+
+    At most ``window`` images are in flight: submitting a million at once held a future per image.
+    """
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(lambda p: inspect(p, root, max_pixels=max_pixels), paths)
+        for start in range(0, len(paths), window):
+            yield from pool.map(lambda p: inspect(p, root, max_pixels=max_pixels), paths[start:start + window])
 
 
 def _too_large(width: int, height: int, max_pixels: int) -> str:

@@ -272,3 +272,13 @@ def test_a_jpeg_decoded_at_reduced_scale_is_refused_exactly_when_a_full_decode_f
         assert isinstance(result, images.BadImage) == full_decode_fails, name
     assert isinstance(images.inspect(tmp_path / "half.jpg", tmp_path), images.BadImage)
     assert "cannot decode" in images.inspect(tmp_path / "end.jpg", tmp_path).reason
+
+
+def test_inspect_all_keeps_the_order_across_windows(tmp_path):
+    paths = [_img(tmp_path / f"{i:02d}.png", size=(8 + i, 6), fmt="PNG") for i in range(7)]
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    paths.insert(3, tmp_path / "bad.png")
+    results = list(images.inspect_all(paths, tmp_path, workers=2, window=3))
+    assert [r.path for r in results] == [p.name for p in paths]
+    assert isinstance(results[3], images.BadImage)
+    assert [r.width for r in results if isinstance(r, images.ImageInfo)] == [8 + i for i in range(7)]
