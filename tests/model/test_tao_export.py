@@ -147,6 +147,15 @@ def test_score_threshold_goes_into_tao_nms(tao_project, tmp_path):
     assert json.loads(out.with_suffix(".json").read_text())["score_threshold"] == 0.4
 
 
+def test_out_may_be_a_path_tao_could_not_take(tao_project, tmp_path):
+    """TAO writes in the checkpoint's export/ folder; --out (a space here, which TAO's `bash -c`
+    layers would split) only receives the copy."""
+    out = tmp_path / "my models" / "m.onnx"
+    res = _invoke(str(tao_project), "--out", str(out))
+    assert res.exit_code == 0, res.output
+    assert onnx.load(str(out)).graph.input[0].name == "Input" and out.with_suffix(".json").is_file()
+
+
 def test_torchscript_is_refused_for_tao(tao_project, tmp_path, calls):
     res = _invoke(str(tao_project), "--format", "torchscript", "--out", str(tmp_path / "m.pt"))
     assert res.exit_code != 0
