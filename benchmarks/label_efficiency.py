@@ -25,9 +25,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from alloop.curves import mean_curves, slice_summary
 from alloop.demo import offline_imagenet_backbone
 from alloop.project import ProjectConfig
-from alloop.simulate import SimulationPlan, mean_curves, simulate, slice_summary
+from alloop.simulate import SimulationPlan, simulate
 from alloop.synthetic import generate_orchard
 
 
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from alloop.simulate import SimulationResult, summarise
+    from alloop.curves import summarise
+    from alloop.simulate import SimulationResult
 
     curves = pd.concat([pd.read_csv(d / "curves.csv") for d in args.merge]).sort_values(["method", "seed", "round"])
     summary = summarise(curves)

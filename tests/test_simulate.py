@@ -11,8 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from alloop.cli import app
+from alloop.curves import area_under_curve, labels_to_reach, summarise
 from alloop.errors import ConfigError
-from alloop.simulate import area_under_curve, labels_to_reach, summarise, SimulationPlan
+from alloop.simulate import SimulationPlan
 
 
 def test_labels_to_reach_interpolates():
@@ -88,7 +89,7 @@ def test_method_at_score_needs_a_score(tmp_path):
 
 
 def test_slice_summary_shares_and_boxes():
-    from alloop.simulate import slice_summary
+    from alloop.curves import slice_summary
 
     rows = [
         {"method": "coral", "seed": s, "round": 1, "slice": name, "labeled": lab, "labeled_boxes": 3 * lab,
