@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from alloop.cli.arguments import BatchOpt, ProjectArg, QuietOpt
-from alloop.cli.output import console, err_console, esc, run, setup_logging
+from alloop.cli.output import console, esc, print_step_result, run, setup_logging
 from alloop.config import BATCH_SIZE
 
 app = typer.Typer(
@@ -83,13 +83,7 @@ def pull(
     if pulled is not None:
         console.print(f"[green]✓[/] pulled {pulled.annotated} annotated task(s) from Label Studio project "
                       f"{pulled.project_id}: {pulled.new} new, {pulled.changed} changed; {pulled.waiting} still to label")
-    for w in r.warnings:
-        err_console.print(f"[yellow]warning:[/] {esc(w)}", highlight=False)
-    imp = r.imported
-    console.print(f"[green]✓[/] iteration {r.iteration}: labels new {imp.get('new', 0)}, corrected {imp.get('corrected', 0)}"
-                  f"; trained on {r.n_train}, held out {r.n_val}")
-    if r.map50 is not None:
-        console.print(f"[green]✓[/] held-out mAP@0.5 = {r.map50:.3f}, mAP@[.5:.95] = {r.map:.3f} ({r.n_val} images)")
+    print_step_result(r)
     if r.report:
         console.print(f"  report: {esc(r.report)}")
     if pushed is not None:

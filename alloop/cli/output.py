@@ -54,3 +54,14 @@ def run(fn: Callable[[], T]) -> T:
             raise
         err_console.print(f"[bold red]error:[/] {esc(full)}", highlight=False, soft_wrap=True)
         raise typer.Exit(full.exit_code) from None
+
+
+def print_step_result(r: Any) -> None:
+    """What a step did (``alloop step`` and ``alloop labelstudio pull``): warnings, labels, training, mAP."""
+    for w in r.warnings:
+        err_console.print(f"[yellow]warning:[/] {esc(w)}", highlight=False)
+    imp = r.imported
+    console.print(f"[green]✓[/] iteration {r.iteration}: labels new {imp.get('new', 0)}, corrected {imp.get('corrected', 0)}"
+                  f"; trained on {r.n_train}, held out {r.n_val}")
+    if r.map50 is not None:
+        console.print(f"[green]✓[/] held-out mAP@0.5 = {r.map50:.3f}, mAP@[.5:.95] = {r.map:.3f} ({r.n_val} images)")

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from alloop.cli.arguments import ProjectArg, QuietOpt
-from alloop.cli.output import console, err_console, esc, run, setup_logging
+from alloop.cli.output import console, esc, print_step_result, run, setup_logging
 from alloop.config import BATCH_SIZE
 
 
@@ -56,13 +56,7 @@ def step(
                          budget_boxes=budget_boxes)
 
     r = run(go)
-    for w in r.warnings:
-        err_console.print(f"[yellow]warning:[/] {esc(w)}", highlight=False)
-    imp = r.imported
-    console.print(f"[green]✓[/] iteration {r.iteration}: labels new {imp.get('new', 0)}, corrected {imp.get('corrected', 0)}"
-                  f"; trained on {r.n_train}, held out {r.n_val}")
-    if r.map50 is not None:
-        console.print(f"[green]✓[/] held-out mAP@0.5 = {r.map50:.3f}, mAP@[.5:.95] = {r.map:.3f} ({r.n_val} images)")
+    print_step_result(r)
     if r.pool_exhausted and not r.still_queued:
         console.print(f"[green]✓[/] all images labeled; final model at {esc(r.checkpoint)}")
         return
