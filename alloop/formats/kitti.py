@@ -128,41 +128,42 @@ def sniff(path: Path) -> bool:
         return True
 
 
-def _class_map(path: Path) -> dict[str, str]:
-    """The export's kitti -> project name map, looked for next to and above the label dir."""
+def _sidecar(path: Path, name: str, what: str) -> tuple[Path, object] | None:
+    """(file, parsed JSON) of ``name`` next to or up to two folders above the label dir, if there is one."""
     start = path if path.is_dir() else path.parent
     for folder in (start, start.parent, start.parent.parent):
-        f = folder / MAP_FILE
+        f = folder / name
         if f.is_file():
             try:
-                data = json.loads(f.read_text(encoding="utf-8-sig"))
+                return f, json.loads(f.read_text(encoding="utf-8-sig"))
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise LabelError(f"{f}: not a valid class map ({e}); delete it or re-export") from e
-            if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-                raise LabelError(
-                    f"{f}: must map KITTI class names to project class names; delete it or re-export"
-                )
-            return dict(data)
-    return {}
+                raise LabelError(f"{f}: not a valid {what} ({e}); delete it or re-export") from e
+    return None
+
+
+def _class_map(path: Path) -> dict[str, str]:
+    """The export's kitti -> project name map, looked for next to and above the label dir."""
+    found = _sidecar(path, MAP_FILE, "class map")
+    if found is None:
+        return {}
+    f, data = found
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise LabelError(f"{f}: must map KITTI class names to project class names; delete it or re-export")
+    return dict(data)
 
 
 def _meta_classes(path: Path) -> list[str]:
     """Class names from datumaro's ``dataset_meta.json`` next to or above the label dir."""
-    start = path if path.is_dir() else path.parent
-    for folder in (start, start.parent, start.parent.parent):
-        f = folder / META_FILE
-        if f.is_file():
-            try:
-                data = json.loads(f.read_text(encoding="utf-8-sig"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise LabelError(f"{f}: not a valid datumaro meta file ({e}); delete it or re-export") from e
-            labels = data.get("labels") if isinstance(data, dict) else None
-            if isinstance(data, dict) and isinstance(data.get("label_map"), dict):
-                labels = list(data["label_map"].values())
-            if not isinstance(labels, list) or not all(isinstance(n, str) for n in labels):
-                raise LabelError(f"{f}: needs a 'labels' list of class names; delete it or re-export")
-            return labels
-    return []
+    found = _sidecar(path, META_FILE, "datumaro meta file")
+    if found is None:
+        return []
+    f, data = found
+    labels = data.get("labels") if isinstance(data, dict) else None
+    if isinstance(data, dict) and isinstance(data.get("label_map"), dict):
+        labels = list(data["label_map"].values())
+    if not isinstance(labels, list) or not all(isinstance(n, str) for n in labels):
+        raise LabelError(f"{f}: needs a 'labels' list of class names; delete it or re-export")
+    return labels
 
 
 def _aliases(names: set[str], classes: Sequence[str], mapping: dict[str, str]) -> dict[str, str]:
