@@ -13,7 +13,6 @@ the same ``model.json`` records TAO's input, pre-processing (outside that model)
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 
 from alloop import __version__, atomic
 from alloop.errors import ConfigError, TrainerError
+from alloop.images import sha256_of
 from alloop.model.registry import ChosenModel, choose_model
 from alloop.project import Project
 from alloop.report.model_card import gather_model_card
@@ -107,7 +107,7 @@ def export_model(
             _write_onnx(module, example, tmp)
         else:
             _write_torchscript(module, tmp)
-    meta["sha256"] = _sha256(out)
+    meta["sha256"] = sha256_of(out)
     atomic.write_json(metadata_path_for(out), meta)
     return ExportResult(out, metadata_path_for(out), fmt, chosen, meta)
 
@@ -162,7 +162,7 @@ def _export_tao(project: Project, chosen: ChosenModel, out: Path | None, force: 
                      "boxes_per_class": dict(card.boxes_train), "epochs": card.epochs, "steps": card.steps},
         "versions": {"alloop": __version__, "onnx_opset": graph["opset"]},
         "created_at": now(),
-        "sha256": _sha256(out),
+        "sha256": sha256_of(out),
     }
     try:
         atomic.write_json(metadata_path_for(out), meta)
@@ -259,14 +259,6 @@ def _architecture(project: Project, classes: tuple[str, ...]) -> str:
     from alloop.loop import build_trainer
 
     return str(build_trainer(project, classes, "cpu").config.model)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _metadata(project: Project, chosen: ChosenModel, classes: tuple[str, ...], module, fmt: str,
