@@ -8,7 +8,7 @@ import numpy as np
 
 from alloop.loop.records import EvaluateInfo, ScoreInfo
 from alloop.loop.runner import Record, Turn
-from alloop.predictions import load_predictions
+from alloop.predictions import load_packed
 from alloop.score import needs_flipped, score_images
 
 # Scores computed every step besides the one selection uses, so the report and a later
@@ -30,7 +30,7 @@ def score_pool(turn: Turn, score: str, class_quality: np.ndarray | None, record:
     ``class_quality``: per class, from the held-out images (the ``dcus`` score weighs hard classes up).
     """
     store, it = turn.store, turn.iteration
-    ids, dets, flipped = load_predictions(turn.project.predictions_file(it))
+    ids, dets, flipped = load_packed(turn.project.predictions_file(it))  # flat arrays, no object per image
     specs = list(dict.fromkeys([score, *REPORT_SCORES]))
     if flipped is None:
         specs = [s for s in specs if not needs_flipped([s])]

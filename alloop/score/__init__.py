@@ -42,6 +42,7 @@ import numpy as np
 
 from alloop.boxes import Detections
 from alloop.errors import ConfigError
+from alloop.predictions import PackedDetections
 
 # Imported for their registrations; order = order in available_scores().
 from alloop.score import boxes as _boxes  # noqa: F401
@@ -49,7 +50,9 @@ from alloop.score import frequency as _frequency  # noqa: F401, I001
 from alloop.score import consistency as _consistency  # noqa: F401, I001
 from alloop.score import proposals as _proposals  # noqa: F401, I001
 from alloop.score import difficulty as _difficulty  # noqa: F401, I001
-from alloop.score.aggregate import AGGREGATIONS, EMPTY_IMAGE_SCORE, aggregate, check_aggregation, clean_unit
+from alloop.score.aggregate import (  # noqa: I001
+    AGGREGATIONS, EMPTY_IMAGE_SCORE, aggregate_flat, check_aggregation, clean_unit,
+)
 from alloop.score.registry import ScoreInputs, box_score, box_scorers, image_score, image_scorers
 
 DEFAULT_SCORE = "detection_entropy"
@@ -124,14 +127,18 @@ def score_images(
         raise ValueError(f"{len(detections)} images but {len(flipped)} flipped predictions")
 
     n = len(detections)
-    per_box: dict[str, list[np.ndarray]] = {}  # each box scorer runs once, whatever the aggregations
-    inputs = ScoreInputs(detections, flipped, confidence_threshold, class_quality)
+    # Every box of the pool in flat arrays: box scorers run once over all boxes, reductions per image
+    # are vectorised (alloop.score.segments); no Python loop over images for the built-in scores.
+    packed = PackedDetections.of(detections)
+    packed_flipped = None if flipped is None else PackedDetections.of(flipped, packed.probs.shape[1] - 1)
+    per_box: dict[str, np.ndarray] = {}  # each box scorer runs once, whatever the aggregations
+    inputs = ScoreInputs(packed, packed_flipped, confidence_threshold, class_quality)
     out: dict[str, np.ndarray] = {}
     for spec, (name, how) in parsed.items():
         if name in box_scorers():
             if name not in per_box:
-                per_box[name] = [_box_values(name, det) for det in detections]
-            out[spec] = aggregate(per_box[name], how)
+                per_box[name] = _box_values(name, packed)
+            out[spec] = aggregate_flat(per_box[name], packed.offsets, how)
         else:
             values = np.asarray(image_scorers()[name].fn(inputs))
             if values.shape != (n,):
@@ -140,11 +147,13 @@ def score_images(
     return out
 
 
-def _box_values(name: str, det: Detections) -> np.ndarray:
-    values = np.asarray(box_scorers()[name](det))
-    if values.shape != (len(det),):
+def _box_values(name: str, packed: PackedDetections) -> np.ndarray:
+    """A box scorer's values for every box of the pool at once (a box's value depends on that box only)."""
+    boxes = len(packed.boxes)
+    values = np.asarray(box_scorers()[name](packed.all_boxes()))
+    if values.shape != (boxes,):
         raise ValueError(
-            f"box score {name!r} returned shape {values.shape} for {len(det)} boxes, expected ({len(det)},)"
+            f"box score {name!r} returned shape {values.shape} for {boxes} boxes, expected ({boxes},)"
         )
     return values
 

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from alloop.errors import ConfigError
+from alloop.score.segments import reduce_images
 
 EMPTY_IMAGE_SCORE = 0.0
 AGGREGATIONS = ("max", "mean", "sum", "topkN")
@@ -71,9 +72,29 @@ def reduce_boxes(values: np.ndarray, how: str) -> float:
 
 def aggregate(per_image: Sequence[np.ndarray], how: str) -> np.ndarray:
     """The pool: (n_images,) float32 in [0, 1]; ``sum`` is divided by the pool's largest sum."""
+    flat = [np.asarray(v).reshape(-1) for v in per_image]
+    offsets = np.concatenate([[0], np.cumsum([len(v) for v in flat], dtype=np.int64)]).astype(np.int64)
+    values = np.concatenate(flat) if flat else np.zeros(0)
+    return aggregate_flat(values, offsets, how)
+
+
+def _row_reduction(how: str):
+    if how == "max":
+        return lambda m: m.max(axis=1)
+    if how == "mean":
+        return lambda m: m.mean(axis=1)
+    if how == "sum":
+        return lambda m: m.sum(axis=1)
+    k = int(_TOPK.fullmatch(how).group(1))  # type: ignore[union-attr]  # checked by the caller
+    return lambda m: np.sort(m, axis=1)[:, -k:].mean(axis=1)
+
+
+def aggregate_flat(values: np.ndarray, offsets: np.ndarray, how: str) -> np.ndarray:
+    """:func:`aggregate` on flat box values, image i's in ``values[offsets[i]:offsets[i+1]]`` (no loop
+    over images; each image's value equals :func:`reduce_boxes` on its boxes)."""
     check_aggregation(how)
-    cleaned = (clean_unit(v, what=f"box values ({how})") for v in per_image)
-    out = np.array([reduce_boxes(v, how) for v in cleaned], np.float64)
+    cleaned = clean_unit(values, what=f"box values ({how})").astype(np.float64)
+    out = reduce_images(cleaned, offsets, _row_reduction(how), empty=EMPTY_IMAGE_SCORE)
     if how == "sum" and out.size and out.max() > 0:
         out = out / out.max()
     return clean_unit(out, what=f"image scores ({how})")
@@ -83,6 +104,7 @@ __all__ = [
     "AGGREGATIONS",
     "EMPTY_IMAGE_SCORE",
     "aggregate",
+    "aggregate_flat",
     "check_aggregation",
     "clean_unit",
     "reduce_boxes",

@@ -25,7 +25,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from alloop.boxes import Detections, ImageAnnotation
+from alloop.predictions import PackedDetections
 from alloop.score.registry import ScoreInputs, image_score
+from alloop.score.segments import offsets_of, reduce_images
 
 QUALITY_XI = 0.6
 WEIGHT_ALPHA = 0.3
@@ -87,15 +89,14 @@ def binary_entropy(p: np.ndarray) -> np.ndarray:
 
 def dcus_sums(detections: Sequence[Detections], weights: np.ndarray | None) -> np.ndarray:
     """Per image: sum of H2(score) * w_label over its boxes scoring at least MIN_BOX_SCORE."""
-    out = np.zeros(len(detections))
-    for i, det in enumerate(detections):
-        scores = np.nan_to_num(np.asarray(det.scores, np.float64), nan=0.0)
-        keep = scores >= MIN_BOX_SCORE
-        if not keep.any():
-            continue
-        w = 1.0 if weights is None else weights[np.asarray(det.labels)[keep]]
-        out[i] = float((binary_entropy(scores[keep]) * w).sum())
-    return out
+    packed = PackedDetections.of(detections)
+    scores = np.nan_to_num(np.asarray(packed.scores, np.float64), nan=0.0)
+    keep = scores >= MIN_BOX_SCORE
+    w = 1.0 if weights is None else weights[np.asarray(packed.labels)[keep]]
+    values = binary_entropy(scores[keep]) * w
+    # The kept boxes, image by image: each image sums exactly the values it would alone.
+    offsets = offsets_of(packed.image_of_box()[keep], len(packed))
+    return reduce_images(values, offsets, lambda m: m.sum(axis=1))
 
 
 @image_score("dcus")

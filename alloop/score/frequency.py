@@ -20,7 +20,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from alloop.boxes import Detections
+from alloop.predictions import PackedDetections
 from alloop.score.registry import ScoreInputs, image_score
+from alloop.score.segments import offsets_of, reduce_images
 
 FREQUENCY_PENALTY = 0.25
 MIN_SCORE = 0.9
@@ -35,6 +37,23 @@ def object_count(
     return float(np.sum(1.0 + (per_class - 1) * frequency_penalty))
 
 
+def object_counts(
+    detections: Sequence[Detections], *, confidence_threshold: float, frequency_penalty: float = FREQUENCY_PENALTY
+) -> np.ndarray:
+    """(n_images,) :func:`object_count` of every image at once, from the pool's flat box arrays."""
+    packed = PackedDetections.of(detections)
+    keep = np.asarray(packed.scores) >= confidence_threshold
+    image, labels = packed.image_of_box()[keep], np.asarray(packed.labels, np.int64)[keep]
+    if not len(image):
+        return np.zeros(len(packed), np.float64)
+    # One key per (image, class), sorted by image then class: each image's classes in np.unique's order.
+    low = int(labels.min())
+    span = int(labels.max()) - low + 1
+    keys, per_class = np.unique(image * span + (labels - low), return_counts=True)
+    values = 1.0 + (per_class - 1) * frequency_penalty
+    return reduce_images(values, offsets_of(keys // span, len(packed)), lambda m: m.sum(axis=1))
+
+
 def object_frequency(
     detections: Sequence[Detections],
     *,
@@ -43,13 +62,8 @@ def object_frequency(
     min_score: float = MIN_SCORE,
 ) -> np.ndarray:
     """(n_images,) float32: object counts min-max scaled over the pool into [min_score, 1] (Lightly)."""
-    counts = np.array(
-        [
-            object_count(d, confidence_threshold=confidence_threshold, frequency_penalty=frequency_penalty)
-            for d in detections
-        ],
-        np.float64,
-    )
+    counts = object_counts(detections, confidence_threshold=confidence_threshold,
+                           frequency_penalty=frequency_penalty)
     if counts.size == 0:
         return np.zeros(0, np.float32)
     lo, hi = counts.min(), counts.max()
@@ -63,4 +77,4 @@ def _object_frequency_score(inputs: ScoreInputs) -> np.ndarray:
     return object_frequency(inputs.detections, confidence_threshold=inputs.confidence_threshold)
 
 
-__all__ = ["FREQUENCY_PENALTY", "MIN_SCORE", "object_count", "object_frequency"]
+__all__ = ["FREQUENCY_PENALTY", "MIN_SCORE", "object_count", "object_counts", "object_frequency"]

@@ -40,8 +40,10 @@ from __future__ import annotations
 import numpy as np
 
 from alloop.boxes import Detections
+from alloop.predictions import PackedDetections
 from alloop.score.boxes import class_distribution, entropy
 from alloop.score.registry import ScoreInputs, image_score
+from alloop.score.segments import reduce_images
 
 # Regions per image the scores look at: the highest-objectness proposals. A typical image of the
 # benchmarks holds 5–40 objects; 16 covers the objects of most images without averaging in the
@@ -76,12 +78,38 @@ def binary_entropy(p: np.ndarray) -> np.ndarray:
     return h
 
 
+def _unit_evidence(values: np.ndarray) -> np.ndarray:
+    """float64 in [0, 1]; non-finite → 0 (no evidence of an object)."""
+    v = np.nan_to_num(np.asarray(values, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(v, 0.0, 1.0)
+
+
+def _top_region_mean(o: np.ndarray, f: np.ndarray, offsets: np.ndarray, fn, top: int) -> np.ndarray:
+    """Per image: mean of fn over its ``top`` highest-objectness regions (0 without regions)."""
+    both = np.stack([o, f], axis=1)
+
+    def reduce(m: np.ndarray) -> np.ndarray:  # (images, k, 2): each image's regions
+        order = np.argsort(-m[:, :, 0], axis=1, kind="stable")[:, :top]
+        oo = np.take_along_axis(m[:, :, 0], order, axis=1)
+        ff = np.take_along_axis(m[:, :, 1], order, axis=1)
+        return fn(oo, ff).mean(axis=1)
+
+    return reduce_images(both, offsets, reduce)
+
+
 def _per_image(inputs: ScoreInputs, fn) -> np.ndarray:
-    out = np.zeros(len(inputs.detections), np.float64)
-    for i, det in enumerate(inputs.detections):
-        o, f = regions(det)
-        if len(o):
-            out[i] = float(np.mean(fn(o, f)))
+    """:func:`regions` of every image at once: recorded proposals where reported, else the kept boxes."""
+    packed = PackedDetections.of(inputs.detections)
+    p = class_distribution(packed.all_boxes())
+    f_box = 1.0 - p[:, 0] if len(p) else np.zeros(0)
+    out = _top_region_mean(_unit_evidence(packed.objectness), _unit_evidence(f_box), packed.offsets, fn,
+                           TOP_REGIONS)
+    if packed.has_proposals is not None:
+        from_proposals = _top_region_mean(
+            _unit_evidence(packed.proposal_objectness), _unit_evidence(packed.proposal_foreground),
+            packed.proposal_offsets, fn, TOP_REGIONS,
+        )
+        out = np.where(packed.has_proposals, from_proposals, out)
     return out
 
 
@@ -94,7 +122,8 @@ def proposal_entropy(inputs: ScoreInputs) -> np.ndarray:
 @image_score("detection_entropy")
 def detection_entropy(inputs: ScoreInputs) -> np.ndarray:
     """½(entropy:mean of the kept boxes + proposal_entropy): class and object/background uncertainty."""
-    kept = np.array([float(entropy(d).mean()) if len(d) else 0.0 for d in inputs.detections])
+    packed = PackedDetections.of(inputs.detections)
+    kept = reduce_images(entropy(packed.all_boxes()), packed.offsets, lambda m: m.mean(axis=1))
     return 0.5 * (kept + proposal_entropy(inputs))
 
 

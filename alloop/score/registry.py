@@ -2,7 +2,8 @@
 
 A box scorer is a function ``(Detections) -> (N,)`` of per-box values in [0, 1]; the shared
 aggregations in :mod:`alloop.score.aggregate` turn them into one value per image, so a box scorer
-never reduces anything itself. An image scorer sees the whole pool at once (object frequency is
+never reduces anything itself. It is called once with every box of the pool (a box's value must
+depend on that box alone), which is what lets a pool of a million images score in seconds. An image scorer sees the whole pool at once (object frequency is
 scaled over the pool; TTA consistency needs the flipped predictions) and returns ``(n_images,)``.
 
 Adding a scorer is one decorated function::
@@ -33,6 +34,8 @@ BoxScorer = Callable[[Detections], np.ndarray]
 class ScoreInputs:
     """What an image scorer gets: the pool's detections and this run's options."""
 
+    # A sequence of per-image Detections; from score_images, an alloop.predictions.PackedDetections,
+    # whose flat arrays let a scorer work on every box at once (PackedDetections.of packs a list).
     detections: Sequence[Detections]
     # Predictions on the horizontally mirrored images, already mapped back to original coordinates;
     # None unless a scorer registered with needs_flipped=True was asked for.
