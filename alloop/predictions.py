@@ -131,9 +131,56 @@ class PackedDetections(Sequence[Detections]):
         """(B,) the index of the image each box belongs to."""
         return np.repeat(np.arange(len(self)), self.counts)
 
+    def take(self, images: np.ndarray) -> PackedDetections:
+        """The detections of ``images`` (indices into this pack), in that order."""
+        images = np.asarray(images, np.int64)
+        rows, offsets = _ranges(self.offsets, images)
+        regions = {}
+        if self.proposal_offsets is not None:
+            prow, poff = _ranges(self.proposal_offsets, images)
+            regions = {"proposal_offsets": poff, "proposal_objectness": self.proposal_objectness[prow],
+                       "proposal_foreground": self.proposal_foreground[prow],
+                       "has_proposals": self.has_proposals[images]}
+        return PackedDetections(offsets, self.boxes[rows], self.labels[rows], self.scores[rows], self.probs[rows],
+                                self.objectness[rows], **regions)
+
+    @classmethod
+    def concat(cls, parts: Sequence[PackedDetections]) -> PackedDetections:
+        """One pack of several, their images one after the other (regions kept only when all have them)."""
+        def offsets(key: str) -> np.ndarray:
+            return _offsets(np.concatenate([np.diff(getattr(p, key)) for p in parts]))
+
+        regions = {}
+        if all(p.proposal_offsets is not None for p in parts):
+            regions = {"proposal_offsets": offsets("proposal_offsets"),
+                       "proposal_objectness": np.concatenate([p.proposal_objectness for p in parts]),
+                       "proposal_foreground": np.concatenate([p.proposal_foreground for p in parts]),
+                       "has_proposals": np.concatenate([p.has_proposals for p in parts])}
+        cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+        return cls(offsets("offsets"), cat("boxes"), cat("labels"), cat("scores"), cat("probs"), cat("objectness"),
+                    **regions)
+
+    def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """The arrays as :func:`save_predictions` writes them (regions only when every image has them)."""
+        out = {f"{prefix}offsets": self.offsets, f"{prefix}boxes": self.boxes, f"{prefix}labels": self.labels,
+               f"{prefix}scores": self.scores, f"{prefix}probs": self.probs, f"{prefix}objectness": self.objectness}
+        if self.has_proposals is not None and self.has_proposals.all():
+            out = {f"{prefix}proposal_offsets": self.proposal_offsets,
+                   f"{prefix}proposal_objectness": self.proposal_objectness,
+                   f"{prefix}proposal_foreground": self.proposal_foreground, **out}
+        return out
+
     def all_boxes(self) -> Detections:
         """Every image's boxes as one :class:`Detections` (for per-box functions; no regions)."""
         return Detections(self.boxes, self.labels, self.scores, self.probs, self.objectness)
+
+
+def _ranges(offsets: np.ndarray, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the rows of ``images``' segments, one after the other; the offsets of those segments)."""
+    starts, counts = offsets[images], offsets[images + 1] - offsets[images]
+    new = _offsets(counts)
+    rows = np.arange(new[-1], dtype=np.int64) - np.repeat(new[:-1] - starts, counts)
+    return rows, new
 
 
 def _cat(parts: Sequence[np.ndarray]) -> np.ndarray:
@@ -179,9 +226,25 @@ def save_predictions(
     arrays.update(_pack(detections, num_classes, ""))
     if flipped is not None:
         arrays.update(_pack(flipped, num_classes, "flipped_"))
+    _save(path, arrays)
+
+
+def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic.write_bytes(path, buf.getvalue())
+
+
+def save_packed(path: Path, image_ids: np.ndarray, detections: PackedDetections, *, num_classes: int,
+                flipped: PackedDetections | None = None) -> None:
+    """:func:`save_predictions` from flat arrays (the same file, no object per image)."""
+    if len(image_ids) != len(detections):
+        raise ValueError(f"{len(image_ids)} ids for {len(detections)} detections")
+    arrays = {"image_ids": np.asarray(image_ids, np.int64), "num_classes": np.array(num_classes),
+              **detections.arrays()}
+    if flipped is not None:
+        arrays.update(flipped.arrays("flipped_"))
+    _save(path, arrays)
 
 
 def load_predictions(path: Path) -> tuple[np.ndarray, list[Detections], list[Detections] | None]:
@@ -198,3 +261,107 @@ def load_packed(path: Path) -> tuple[np.ndarray, PackedDetections, PackedDetecti
         data = {k: npz[k] for k in npz.files}
     flipped = PackedDetections._from_arrays(data, "flipped_") if "flipped_offsets" in data else None
     return data["image_ids"], PackedDetections._from_arrays(data, ""), flipped
+
+
+# ------------------------------------------------------------------------------------------------
+# the infer stage's finished chunks, so that a stopped inference continues where it stopped
+
+def chunks_dir(path: Path) -> Path:
+    """Where the chunks of the predictions file ``path`` wait until the whole pool is predicted."""
+    return path.with_name(path.stem + ".chunks")
+
+
+def model_identity(checkpoint: Path) -> str:
+    """What makes predictions "this model's": the checkpoint's content hash (a folder: names, sizes, times)."""
+    from alloop.images import sha256_of
+
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_file():
+        return sha256_of(checkpoint)
+    files = sorted(p for p in checkpoint.rglob("*") if p.is_file())
+    listing = "\n".join(f"{p.relative_to(checkpoint)}\t{p.stat().st_size}\t{p.stat().st_mtime_ns}" for p in files)
+    import hashlib
+
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PredictionChunks:
+    """The infer stage's finished chunks of one iteration: one small .npz per chunk of images, each
+    written atomically and holding its image ids and the model that predicted them.
+
+    A chunk of another model (the iteration was restarted and retrained) or without the flipped
+    predictions a flip score needs counts as not done; :meth:`merge` writes the predictions file the
+    readers know, in the pool's order, from the chunks alone.
+    """
+
+    directory: Path
+    model: str
+    flipped: bool
+
+    def _files(self) -> list[Path]:
+        return sorted(self.directory.glob("chunk-*.npz")) if self.directory.is_dir() else []
+
+    def _valid(self, npz) -> bool:
+        return str(npz["model"]) == self.model and (not self.flipped or "flipped_offsets" in npz.files)
+
+    def done_ids(self) -> set[int]:
+        """Image ids this model already predicted (reads each chunk's ids, not its boxes)."""
+        done: set[int] = set()
+        for f in self._files():
+            with np.load(f) as npz:
+                if self._valid(npz):
+                    done.update(npz["image_ids"].tolist())
+        return done
+
+    def write(self, image_ids: Sequence[int], detections: Sequence[Detections], *, num_classes: int,
+              flipped: Sequence[Detections] | None = None) -> Path:
+        """One finished chunk, atomically; its name follows the last one's."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        files = self._files()
+        seq = int(files[-1].stem.split("-")[1]) + 1 if files else 0
+        arrays = {"image_ids": np.asarray(image_ids, np.int64), "model": np.array(self.model),
+                  **_pack(detections, num_classes, "")}
+        if flipped is not None:
+            arrays.update(_pack(flipped, num_classes, "flipped_"))
+        path = self.directory / f"chunk-{seq:06d}.npz"
+        _save(path, arrays)
+        return path
+
+    def merge(self, image_ids: Sequence[int], out: Path, *, num_classes: int) -> int:
+        """Write ``out`` with the predictions of ``image_ids`` in that order; returns its box count."""
+        ids, dets, flips = [], [], []
+        for f in self._files():
+            with np.load(f) as npz:
+                if not self._valid(npz):
+                    continue
+                data = {k: npz[k] for k in npz.files}
+            ids.append(data["image_ids"])
+            dets.append(PackedDetections._from_arrays(data, ""))
+            if self.flipped:
+                flips.append(PackedDetections._from_arrays(data, "flipped_"))
+        wanted = np.asarray(image_ids, np.int64)
+        if not ids:
+            if len(wanted):
+                raise ValueError(f"{self.directory}: no chunk of this model holds the {len(wanted)} images")
+            save_predictions(out, [], [], num_classes=num_classes, flipped=[] if self.flipped else None)
+            return 0
+        every = np.concatenate(ids)
+        # The last chunk that holds an image wins (a chunk is never rewritten, so all agree).
+        known, first_from_end = np.unique(every[::-1], return_index=True)
+        at = np.minimum(np.searchsorted(known, wanted), max(len(known) - 1, 0))
+        missing = wanted[known[at] != wanted]
+        if len(missing):
+            raise ValueError(f"{self.directory}: {len(missing)} images have no prediction, e.g. id {missing[0]}")
+        order = (len(every) - 1 - first_from_end)[at]
+        packed = PackedDetections.concat(dets).take(order)
+        flipped = PackedDetections.concat(flips).take(order) if self.flipped else None
+        save_packed(out, wanted, packed, num_classes=num_classes, flipped=flipped)
+        return len(packed.boxes)
+
+    def clear(self) -> None:
+        """Remove the chunks (once merged)."""
+        for f in self._files():
+            f.unlink()
+        if self.directory.is_dir() and not any(self.directory.iterdir()):
+            self.directory.rmdir()
