@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from alloop.store.connection import Database, id_list, now
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImageRow:
     """One registered image."""
 
@@ -24,12 +24,22 @@ _BY_IDS = "id IN (SELECT value FROM json_each(?))"
 
 
 class ImageTables(Database):
-    """``images`` and ``bad_images``."""
+    """``images`` and ``bad_images``.
+
+    The whole pool's rows are read once and kept (a read of a million rows takes seconds, and a step
+    needs them in several stages): :meth:`images` without ids serves them from memory until the
+    ``images`` table changes, through this store's writes or another connection's (SQLite's
+    ``data_version``).
+    """
+
+    _image_writes = 0  # this connection's writes to ``images``: a change the data_version does not show
+    _pool: tuple[tuple[int, int], list[ImageRow]] | None = None
 
     def add_images(self, rows: Iterable[tuple[str, str, int, int]]) -> int:
         """Register (path, sha256, width, height) rows; already known paths are left alone."""
         with self.transaction() as c:
             ts = now()
+            self._image_writes += 1
             cur = c.executemany(
                 "INSERT OR IGNORE INTO images (path, sha256, width, height, added_at) VALUES (?, ?, ?, ?, ?)",
                 ((path, sha, w, h, ts) for path, sha, w, h in rows),
@@ -57,24 +67,32 @@ class ImageTables(Database):
 
     def images(self, ids: Iterable[int] | None = None, *, state: str | None = None) -> list[ImageRow]:
         """Registered images by id: every one, or only those in ``ids`` and/or in ``state`` (one query)."""
-        where, args = [], []
-        if ids is not None:
-            where.append(_BY_IDS)
-            args.append(id_list(ids))
+        if ids is None:
+            rows = self._all_images()
+            return list(rows) if state is None else [r for r in rows if r.state == state]
+        where, args = [_BY_IDS], [id_list(ids)]
         if state is not None:
             where.append("state = ?")
             args.append(state)
         # Only the fixed clauses above are joined in; every value is a parameter.
-        sql = _IMAGES + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        sql = _IMAGES + " WHERE " + " AND ".join(where) + " ORDER BY id"
         return [ImageRow(*r) for r in self.conn.execute(sql, args)]
+
+    def _all_images(self) -> list[ImageRow]:
+        """Every row, from memory while the table is unchanged (callers get copies of the list)."""
+        key = (self.conn.execute("PRAGMA data_version").fetchone()[0], self._image_writes)
+        if self._pool is None or self._pool[0] != key:
+            self._pool = (key, [ImageRow(*r) for r in self.conn.execute(_IMAGES + " ORDER BY id")])
+        return self._pool[1]
 
     def image_by_path(self) -> dict[str, ImageRow]:
         """Registered images keyed by their relative path."""
-        return {r.path: r for r in self.images()}
+        return {r.path: r for r in self._all_images()}
 
     def set_image_state(self, image_id: int, state: str, sha256: str | None = None) -> None:
         """Mark an image ok/missing/changed (and update its hash when given)."""
         with self.transaction() as c:
+            self._image_writes += 1
             if sha256 is None:
                 c.execute("UPDATE images SET state = ? WHERE id = ?", (state, image_id))
             else:
