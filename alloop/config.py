@@ -46,6 +46,7 @@ SECTIONS: dict[str, dict[str, str]] = {
     "preannotation": {"threshold": "preannotation_threshold", "max_boxes": "preannotation_max_boxes"},
     "labelstudio": {"url": "labelstudio_url", "project": "labelstudio_project",
                     "document_root": "labelstudio_document_root"},
+    "engine": {"name": "engine", "address": "ray_address", "workers": "engine_workers"},
 }
 # ProjectConfig field -> (section, key), for messages.
 KEY_OF: dict[str, tuple[str, str]] = {f: (s, k) for s, keys in SECTIONS.items() for k, f in keys.items()}
@@ -86,6 +87,12 @@ class ProjectConfig:
     labelstudio_url: str | None = None
     labelstudio_project: int | None = None
     labelstudio_document_root: str | None = None
+    # Where embedding and inference run (alloop/engine/): local (this process) or ray (a Ray cluster at
+    # ray_address, else the one `ray start` runs here / $RAY_ADDRESS), with engine_workers model actors
+    # (0: one per GPU of the cluster, else one per CPU).
+    engine: str = "local"
+    ray_address: str | None = None
+    engine_workers: int = 0
 
     def __post_init__(self) -> None:
         problems = value_problems({f.name: getattr(self, f.name) for f in fields(self)})
@@ -315,6 +322,16 @@ def _optional_text(value: Any) -> str | None:
     return None if value is None else _text(value)
 
 
+def _engine(value: Any) -> str | None:
+    return None if value in ("local", "ray") else 'must be local or ray, e.g. name = "ray"'
+
+
+def _workers(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return None
+    return "must be a whole number of model workers ≥ 0 (0: one per GPU, else one per CPU of the cluster)"
+
+
 _CHECKS = {
     "image_root": _text,
     "seed": _seed,
@@ -336,6 +353,9 @@ _CHECKS = {
     "labelstudio_url": _http_url,
     "labelstudio_project": _project_id,
     "labelstudio_document_root": _optional_text,
+    "engine": _engine,
+    "ray_address": _optional_text,
+    "engine_workers": _workers,
 }
 
 

@@ -3,7 +3,8 @@
 Vectors live in append-only shards ``artifacts/embeddings/<key>/shard-NNNNN.npy`` (float32,
 L2-normalised) and the store's ``embedding_index`` table says which row of which shard holds an
 image. A rerun only embeds images whose content it has not seen under the same embedder config;
-a renamed image keeps its vector because the key is its hash, not its path.
+a renamed image keeps its vector because the key is its hash, not its path. Vectors are stored as
+the engine returns them (local or on a Ray cluster), so an interrupted run keeps what it finished.
 """
 
 from __future__ import annotations
@@ -15,8 +16,27 @@ import numpy as np
 
 from alloop import atomic
 from alloop.embed.base import Embedder
+from alloop.engine import EmbedderSpec, Engine, LocalEngine
 from alloop.errors import EmbedError
 from alloop.store import Store
+
+
+# Vectors per shard file: a crash loses at most this many finished vectors (plus the batches in flight).
+SHARD_ROWS = 4096
+
+
+class UnreadableImages(EmbedError):
+    """Some images could not be decoded while embedding; every other vector is stored.
+
+    ``bad`` holds (sha256, path, reason) of each; the message is one line naming the first.
+    """
+
+    def __init__(self, bad: Sequence[tuple[str, Path, str]]) -> None:
+        self.bad = list(bad)
+        sha, path, reason = self.bad[0]
+        more = f" and {len(self.bad) - 1} more" if len(self.bad) > 1 else ""
+        super().__init__(f"{path}: cannot decode image ({reason}){more}; the other images' embeddings are saved, "
+                         "fix or remove the file (`alloop doctor` lists unreadable files)")
 
 
 def cached_embeddings(
@@ -26,12 +46,16 @@ def cached_embeddings(
     shas: Sequence[str],
     paths: Sequence[Path],
     *,
-    batch_size: int = 32,
+    engine: Engine | None = None,
+    spec: EmbedderSpec | None = None,
     progress: bool = True,
 ) -> tuple[np.ndarray, int]:
     """(N, D) float32 embeddings for the images, computing only cache misses; also the miss count.
 
-    ``embedder.prepare`` must have run (the key depends on its trained weights).
+    ``embedder.prepare`` must have run (the key depends on its trained weights). The misses run on
+    ``engine`` (default: this process; ``spec`` is the embedder for a remote engine) and are stored
+    as they arrive, in shards of SHARD_ROWS, also when the run fails: a rerun computes only the rest.
+    Unreadable images raise :class:`UnreadableImages` once the others are stored.
     """
     if len(shas) != len(paths):
         raise ValueError(f"{len(shas)} hashes for {len(paths)} paths")
@@ -42,25 +66,61 @@ def cached_embeddings(
         if sha not in index and sha not in missing:
             missing[sha] = path
     if missing:
-        vectors = np.asarray(
-            embedder.embed(list(missing.values()), batch_size=batch_size, progress=progress), dtype=np.float32
-        )
-        if vectors.shape[0] != len(missing) or vectors.ndim != 2:
-            raise EmbedError(
-                f"embedder {embedder.name} returned shape {vectors.shape} for {len(missing)} images"
-            )
+        todo = list(missing)
+        writer = _ShardWriter(store, directory, key, embedder.name)
+        bad: list[tuple[str, Path, str]] = []
+        try:
+            for chunk in (engine or LocalEngine()).embed(embedder, spec, list(missing.values()), progress=progress):
+                keep = [i for i, p in enumerate(chunk.positions) if int(p) not in chunk.errors]
+                writer.add([todo[int(chunk.positions[i])] for i in keep], chunk.vectors[keep])
+                bad += [(todo[p], missing[todo[p]], reason) for p, reason in sorted(chunk.errors.items())]
+        finally:
+            writer.flush()  # what finished is kept, also when a worker or the embedder failed
+        if bad:
+            raise UnreadableImages(bad)
+        if writer.written != len(missing):
+            raise EmbedError(f"embedder {embedder.name} returned {writer.written} vectors for {len(missing)} images")
+        index = store.embedding_rows(key)
+    return _gather(directory, index, shas), len(missing)
+
+
+class _ShardWriter:
+    """Buffers arriving vectors and writes a shard (then its index rows) every SHARD_ROWS."""
+
+    def __init__(self, store: Store, directory: Path, key: str, name: str) -> None:
+        self.store, self.directory, self.key, self.name = store, directory, key, name
+        self.shas: list[str] = []
+        self.parts: list[np.ndarray] = []
+        self.written = 0
+
+    def add(self, shas: list[str], vectors: np.ndarray) -> None:
+        if not shas:
+            return
+        if vectors.ndim != 2 or vectors.shape[0] != len(shas):
+            raise EmbedError(f"embedder {self.name} returned shape {vectors.shape} for {len(shas)} images")
         if not np.isfinite(vectors).all():
-            raise EmbedError(f"embedder {embedder.name} produced non-finite values; check its weights")
-        shard = f"shard-{_next_shard(directory):05d}.npy"
-        directory.mkdir(parents=True, exist_ok=True)
-        with atomic.atomic_path(directory / shard, size=vectors.nbytes) as tmp:
+            raise EmbedError(f"embedder {self.name} produced non-finite values; check its weights")
+        self.shas += shas
+        self.parts.append(np.asarray(vectors, np.float32))
+        if len(self.shas) >= SHARD_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.shas:
+            return
+        if len({p.shape[1] for p in self.parts}) != 1:
+            raise EmbedError(f"embedder {self.name} returned vectors of different widths in one run")
+        vectors = np.concatenate(self.parts)
+        shard = f"shard-{_next_shard(self.directory):05d}.npy"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with atomic.atomic_path(self.directory / shard, size=vectors.nbytes) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, vectors)
         # The shard file exists before the index points at it, so a crash in between only
         # leaves an unreferenced shard (recomputed next time), never a dangling index row.
-        store.add_embedding_rows(key, shard, list(missing))
-        index = store.embedding_rows(key)
-    return _gather(directory, index, shas), len(missing)
+        self.store.add_embedding_rows(self.key, shard, self.shas)
+        self.written += len(self.shas)
+        self.shas, self.parts = [], []
 
 
 def _gather(directory: Path, index: dict[str, tuple[str, int]], shas: Sequence[str]) -> np.ndarray:

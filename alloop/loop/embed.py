@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from alloop.device import resolve_device
-from alloop.embed import build_embedder
-from alloop.embed.cache import cached_embeddings
+from alloop.embed import build_embedder, resolve_embedder
+from alloop.embed.cache import UnreadableImages, cached_embeddings
+from alloop.engine import EmbedderSpec, Engine, build_engine
 from alloop.loop.records import EmbedInfo
 from alloop.loop.runner import Record, Turn
 from alloop.project import Project
@@ -19,32 +20,67 @@ from alloop.store import ImageRow
 log = logging.getLogger("alloop")
 
 
+def project_engine(project: Project) -> Engine:
+    """The engine alloop.toml's [engine] names (``--engine`` / ``--ray-address`` set it for one command)."""
+    cfg = project.config
+    return build_engine(cfg.engine, address=cfg.ray_address, workers=cfg.engine_workers)
+
+
 def pool_embeddings(
     project: Project, rows: Sequence[ImageRow], *, progress: bool, checkpoint: Path | None = None
 ) -> tuple[np.ndarray, str, int]:
     """(N, D) embeddings of ``rows`` with the project's embedder, its cache key, and how many were computed.
 
     The ``detector`` embedder uses ``checkpoint`` (the latest trained model) unless its options name one.
+    The misses run on the project's engine. Unreadable images are set aside (state ``unreadable``,
+    listed by `alloop status`) and raise :class:`UnreadableImages`; a rerun goes on without them.
     """
     cfg = project.config
-    options = dict(cfg.embedder_options)
-    if cfg.embedder == "detector" and checkpoint is not None:
+    name, options = resolve_embedder(cfg.embedder, cfg.embedder_options)
+    if name == "detector" and checkpoint is not None:
         options.setdefault("checkpoint", str(checkpoint))
-    embedder = build_embedder(cfg.embedder, options, project.embedder_dir(cfg.embedder), resolve_device(cfg.device))
+    work_dir = project.embedder_dir(cfg.embedder)
+    embedder = build_embedder(name, options, work_dir, resolve_device(cfg.device))
     paths = [project.image_root / r.path for r in rows]
     embedder.prepare(paths, seed=cfg.seed, progress=progress)
     key = embedder.key()
-    emb, misses = cached_embeddings(
-        project.store, project.embeddings_dir(key), embedder, [r.sha256 for r in rows], paths, progress=progress
-    )
+    spec = EmbedderSpec(name, options, str(work_dir), cfg.device, cfg.seed, key)
+    engine = project_engine(project)
+    try:
+        emb, misses = cached_embeddings(project.store, project.embeddings_dir(key), embedder,
+                                        [r.sha256 for r in rows], paths, engine=engine, spec=spec, progress=progress)
+    except UnreadableImages as exc:
+        set_aside(project, rows, exc)
+        raise
+    finally:
+        engine.close()
     if misses:
-        log.info("embedded %d images with %s (%s)", misses, cfg.embedder, key)
+        log.info("embedded %d images with %s (%s) on the %s engine", misses, cfg.embedder, key, engine.name)
     return emb, key, misses
 
 
+def set_aside(project: Project, rows: Sequence[ImageRow], exc: UnreadableImages) -> None:
+    """Mark the images ``exc`` names unreadable (with why) so the loop leaves them out from now on."""
+    bad = {sha: reason for sha, _, reason in exc.bad}
+    store = project.store
+    with store.transaction():
+        hit = [r for r in rows if r.sha256 in bad]
+        for r in hit:
+            store.set_image_state(r.id, "unreadable")
+        store.record_bad_images((r.path, f"cannot decode image ({bad[r.sha256]})") for r in hit)
+    for r in hit:
+        log.warning("skipped %s: cannot decode image (%s)", r.path, bad[r.sha256])
+
+
 def embed_pool(turn: Turn, record: Record) -> EmbedInfo:
-    """Embed every usable image of the pool (init's stage: the first selection reads them)."""
-    emb, key, misses = pool_embeddings(turn.project, turn.usable_rows(), progress=turn.progress)
+    """Embed every usable image of the pool (init's stage: the first selection reads them).
+
+    Images that turn out unreadable are set aside and reported, and the stage goes on without them.
+    """
+    try:
+        emb, key, misses = pool_embeddings(turn.project, turn.usable_rows(), progress=turn.progress)
+    except UnreadableImages:
+        emb, key, misses = pool_embeddings(turn.project, turn.usable_rows(), progress=turn.progress)
     info = EmbedInfo(embedder=key, computed=misses, dim=int(emb.shape[1]))
     record(info)
     return info
