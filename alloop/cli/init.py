@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from alloop.cli.arguments import BatchOpt, ProjectArg, QuietOpt, parse_options, shown_default
+from alloop.cli.arguments import BatchOpt, EngineOpt, ProjectArg, QuietOpt, RayAddressOpt, parse_options, shown_default
 from alloop.cli.output import console, esc, run, setup_logging
 from alloop.config import BATCH_SIZE
 
@@ -27,6 +27,8 @@ def init(
     export_format: Annotated[Optional[list[str]], typer.Option("--export-format", help="Batch export format(s) (repeatable): coco, labelstudio, cvat, filelist.", show_default=shown_default("export_formats"))] = None,
     image_url_prefix: Annotated[Optional[str], typer.Option(help="URL your labeling tool fetches images from, e.g. http://localhost:8081/ (Label Studio tasks).")] = None,
     val_fraction: Annotated[Optional[float], typer.Option(help="Share of each labeled batch held out to measure mAP.", show_default=shown_default("val_fraction"))] = None,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Create a project: register images, embed them, select the first batch and export it for labeling.
@@ -50,6 +52,8 @@ def init(
             embedder_options=parse_options(embedder_option, "--embedder-option"),
             trainer=trainer,
             trainer_options=parse_options(trainer_option, "--trainer-option"),
+            engine=engine,
+            ray_address=ray_address,
         )
         names = [c.strip() for c in classes.split(",") if c.strip()] if classes else []
         return loop.init(project, images, n=n, method=method, classes=names, config=cfg, progress=not quiet)

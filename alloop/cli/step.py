@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from alloop.cli.arguments import ProjectArg, QuietOpt
+from alloop.cli.arguments import EngineOpt, ProjectArg, QuietOpt, RayAddressOpt
 from alloop.cli.output import console, esc, print_step_result, run, setup_logging
 from alloop.config import BATCH_SIZE
 
@@ -27,6 +27,8 @@ def step(
     restart: Annotated[bool, typer.Option(help="Throw away an interrupted iteration (never its labels) and redo it from the start.")] = False,
     device: Annotated[Optional[str], typer.Option(help="Override the project's device for this step: auto, cpu, cuda, cuda:N.")] = None,
     budget_boxes: Annotated[Optional[int], typer.Option(min=1, help="Size the next batch by boxes to label, not images: the longest prefix of the pick order whose estimated boxes (the model's confident boxes, corrected by your labels' boxes per image) fit N; --n caps the images.")] = None,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """After a labeling round: import labels, fine-tune, evaluate, infer, score, select and export the next batch.
@@ -50,10 +52,11 @@ def step(
                 raise ConfigError("--labels and --from labelstudio exclude each other; give one of them")
             return step_from_labelstudio(project, connection_for(project), n=n, method=method, score=score,
                                          import_options=options, restart=restart, progress=not quiet,
-                                         device=device, budget_boxes=budget_boxes)[1]
+                                         device=device, budget_boxes=budget_boxes, engine=engine,
+                                         ray_address=ray_address)[1]
         return loop.step(project, labels=labels, label_format=label_format, n=n, method=method, score=score,
                          import_options=options, restart=restart, progress=not quiet, device=device,
-                         budget_boxes=budget_boxes)
+                         budget_boxes=budget_boxes, engine=engine, ray_address=ray_address)
 
     r = run(go)
     print_step_result(r)

@@ -8,9 +8,15 @@ on the engine. The Ray engine's module imports Ray only when it is used.
 
 from __future__ import annotations
 
-from alloop.engine.base import EmbedChunk, EmbedderSpec, Engine, PredictChunk, TrainerSpec
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from alloop.engine.base import EmbedChunk, EmbedderSpec, Engine, PredictChunk, TrainerSpec, predictions
 from alloop.engine.local import LocalEngine
 from alloop.errors import ConfigError
+
+if TYPE_CHECKING:
+    from alloop.config import ProjectConfig
 
 ENGINES = ("local", "ray")
 
@@ -26,5 +32,15 @@ def build_engine(name: str, *, address: str | None = None, workers: int = 0) -> 
     raise ConfigError(f"--engine {name}: unknown; engines: {', '.join(ENGINES)}")
 
 
+def project_engine(config: ProjectConfig) -> Engine:
+    """The engine a project's [engine] names (``--engine`` / ``--ray-address`` set it for one command)."""
+    return build_engine(config.engine, address=config.ray_address, workers=config.engine_workers)
+
+
+def trainer_spec(config: ProjectConfig, classes: Sequence[str]) -> TrainerSpec:
+    """The project's trainer plugin as a picklable spec, for ``classes``."""
+    return TrainerSpec(config.trainer, dict(config.trainer_options), tuple(classes), config.device)
+
+
 __all__ = ["ENGINES", "EmbedChunk", "EmbedderSpec", "Engine", "LocalEngine", "PredictChunk", "TrainerSpec",
-           "build_engine"]
+           "build_engine", "predictions", "project_engine", "trainer_spec"]

@@ -181,6 +181,25 @@ def _detections(trainer: Any, checkpoint: Path, paths: Sequence[Path], hflip: bo
     return list(dets)
 
 
+def predictions(engine: Engine, trainer: Any, spec: TrainerSpec, checkpoint: Path, paths: Sequence[Path], *,
+                hflip: bool = False, progress: bool = False) -> list[Any]:
+    """Detections of every path, in order, from ``engine``; an unreadable image fails in one line naming it
+    (the trainer plugins' own rule: the loop predicts only images registration could read)."""
+    out: list[Any] = [None] * len(paths)
+    for chunk in engine.predict(trainer, spec, checkpoint, paths, hflip=hflip, progress=progress):
+        if chunk.errors:
+            pos, reason = min(chunk.errors.items())
+            more = f" (and {len(chunk.errors) - 1} more in its batch)" if len(chunk.errors) > 1 else ""
+            raise TrainerError(f"{paths[pos]}: cannot decode image ({reason}){more}; "
+                               "fix or remove the file (`alloop doctor` lists unreadable files)")
+        for pos, det in zip(chunk.positions, chunk.detections):
+            out[int(pos)] = det
+    missing = sum(d is None for d in out)
+    if missing:
+        raise TrainerError(f"engine {engine.name} returned no predictions for {missing} of {len(paths)} images")
+    return out
+
+
 def pack(obj: Any) -> bytes:
     """A detection as bytes (what crosses the cluster; Arrow holds bytes, not Python objects)."""
     return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)

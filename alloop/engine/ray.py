@@ -2,7 +2,7 @@
 
 The pool's paths go out as Arrow blocks of BATCH_IMAGES rows; each block is one call of a callable
 class that builds the model once per actor (one actor per worker slot: a GPU when the cluster has
-GPUs, else a CPU) from a picklable spec, reads the images from the shared path, and returns the
+GPUs, else a CPU; the model runs on that device) from a picklable spec, reads the images from the shared path, and returns the
 results keyed by the path's position in the request. The driver streams them back as they finish,
 in whatever order, so the caller can store each chunk as it arrives: a run that fails keeps what
 finished and a rerun only does the rest.
@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ class EmbedActor:
 
     def __init__(self) -> None:
         (spec,) = self.args
-        self.embedder = spec.build()
+        self.embedder = replace(spec, device=_actor_device()).build()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         paths = [Path(p) for p in batch["path"]]
@@ -64,7 +65,7 @@ class PredictActor:
 
     def __init__(self) -> None:
         spec, checkpoint, self.hflip = self.args
-        self.trainer, self.checkpoint = spec.build(), Path(checkpoint)
+        self.trainer, self.checkpoint = replace(spec, device=_actor_device()).build(), Path(checkpoint)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         paths = [Path(p) for p in batch["path"]]
@@ -173,6 +174,13 @@ class RayEngine:
             yield from ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0)
         except Exception as exc:  # a Ray failure: the user's own error when it is one, else one line
             raise _as_alloop_error(exc, error, what) from None
+
+
+def _actor_device() -> str:
+    """The device of this actor: the GPU Ray gave it, else the CPU (whatever the head's device is)."""
+    import ray
+
+    return "cuda" if ray.get_gpu_ids() else "cpu"
 
 
 def _bound(actor: type, args: tuple) -> type:

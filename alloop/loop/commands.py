@@ -83,12 +83,14 @@ def _check_scores(project: Project, iteration: int, method: str, score: str, sco
 
 
 def reembed(project_dir: Path, *, embedder: str | None = None, options: Mapping[str, Any] | None = None,
-            progress: bool = True) -> tuple[str, int]:
+            progress: bool = True, engine: str | None = None, ray_address: str | None = None) -> tuple[str, int]:
     """Compute (cached) embeddings of the pool, optionally switching the project's embedder. Returns (key, computed)."""
     with Project.open(Path(project_dir)) as project:
         if embedder or options:
             project.save_config(project.config.with_changes(
                 embedder=embedder, embedder_options=dict(options) if options is not None else None))
+        # --engine and --ray-address apply to this command only (after the save: not written to alloop.toml).
+        project.config = project.config.with_changes(engine=engine, ray_address=ray_address)
         rows = project.store.images(state="ok")
         checkpoint = None
         if project.config.embedder == "detector":

@@ -11,19 +11,13 @@ import numpy as np
 from alloop.device import resolve_device
 from alloop.embed import build_embedder, resolve_embedder
 from alloop.embed.cache import UnreadableImages, cached_embeddings
-from alloop.engine import EmbedderSpec, Engine, build_engine
+from alloop.engine import EmbedderSpec, project_engine
 from alloop.loop.records import EmbedInfo
 from alloop.loop.runner import Record, Turn
 from alloop.project import Project
 from alloop.store import ImageRow
 
 log = logging.getLogger("alloop")
-
-
-def project_engine(project: Project) -> Engine:
-    """The engine alloop.toml's [engine] names (``--engine`` / ``--ray-address`` set it for one command)."""
-    cfg = project.config
-    return build_engine(cfg.engine, address=cfg.ray_address, workers=cfg.engine_workers)
 
 
 def pool_embeddings(
@@ -45,7 +39,7 @@ def pool_embeddings(
     embedder.prepare(paths, seed=cfg.seed, progress=progress)
     key = embedder.key()
     spec = EmbedderSpec(name, options, str(work_dir), cfg.device, cfg.seed, key)
-    engine = project_engine(project)
+    engine = project_engine(cfg)
     try:
         emb, misses = cached_embeddings(project.store, project.embeddings_dir(key), embedder,
                                         [r.sha256 for r in rows], paths, engine=engine, spec=spec, progress=progress)

@@ -15,6 +15,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from alloop.engine import predictions, project_engine, trainer_spec
 from alloop.loop.records import InferInfo
 from alloop.loop.runner import Record, Turn
 from alloop.predictions import PredictionChunks, chunks_dir, model_identity
@@ -43,15 +44,20 @@ def predict_pool(turn: Turn, trainer: Any, checkpoint: Path, rows: Sequence[Imag
     todo = [r for r in rows if r.id not in done]
     if len(todo) < len(rows):
         log.info("infer resumes: %d of %d images already predicted by this model", len(rows) - len(todo), len(rows))
+    # The project's engine runs the trainer's predict: in this process, or on a Ray cluster (alloop/engine/).
+    engine, spec = project_engine(project.config), trainer_spec(project.config, turn.store.classes())
     with tqdm(total=len(rows), initial=len(rows) - len(todo), desc="infer", unit="img",
               disable=None if turn.progress else True) as bar:
-        for start in range(0, len(todo), chunk_images):
-            part = todo[start:start + chunk_images]
-            paths = [project.image_root / r.path for r in part]
-            dets = trainer.predict(checkpoint, paths, progress=False)
-            flipped = trainer.predict(checkpoint, paths, hflip=True, progress=False) if flip else None
-            chunks.write([r.id for r in part], dets, num_classes=num_classes, flipped=flipped)
-            bar.update(len(part))
+        try:
+            for start in range(0, len(todo), chunk_images):
+                part = todo[start:start + chunk_images]
+                paths = [project.image_root / r.path for r in part]
+                dets = predictions(engine, trainer, spec, checkpoint, paths)
+                flipped = predictions(engine, trainer, spec, checkpoint, paths, hflip=True) if flip else None
+                chunks.write([r.id for r in part], dets, num_classes=num_classes, flipped=flipped)
+                bar.update(len(part))
+        finally:
+            engine.close()
     boxes = chunks.merge([r.id for r in rows], out, num_classes=num_classes)
     info = InferInfo(images=len(rows), boxes=boxes, file=project.relpath(out))
     record(info)

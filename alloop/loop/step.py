@@ -67,6 +67,8 @@ def step(
     annotator: Annotator | None = None,
     infer_pool: bool = True,
     budget_boxes: int | None = None,
+    engine: str | None = None,
+    ray_address: str | None = None,
 ) -> StepResult:
     """One turn of the loop after a labeling round: the stages above, each resumed if it finished before.
 
@@ -81,8 +83,9 @@ def step(
     with Project.open(Path(project_dir)) as project:
         plan = plan_step(project, n=n, method=method, score=score, budget_boxes=budget_boxes, restart=restart,
                          labels=labels)
-        # --device applies to this step only; it is not saved in alloop.toml.
-        project.config = project.config.with_changes(device=resolve_device(device or project.config.device))
+        # --device, --engine and --ray-address apply to this step only; they are not saved in alloop.toml.
+        project.config = project.config.with_changes(device=resolve_device(device or project.config.device),
+                                                     engine=engine, ray_address=ray_address)
         store, it = project.store, plan.iteration
         turn, stages = Turn(project, it, progress), StageRunner(store, it)
         classes_before = store.classes()
