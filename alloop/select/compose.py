@@ -168,7 +168,7 @@ def run_spec(
     lam = w.get("balance", 0.0)
     raw = np.zeros(n, np.float32) if inputs.scores is None else np.asarray(inputs.scores)
     emb = inputs.embeddings if inputs.embeddings is not None else np.zeros((n, 1), np.float32)
-    typical = typicality_of(np.asarray(emb)) if wt > 0 else None
+    typical = typicality_of(np.asarray(emb), threads=threads) if wt > 0 else None
     trace: dict[str, np.ndarray] = {}
     picks, dists, objs, info = coral_greedy(
         emb, raw, k, inputs.labeled, alpha=alpha, score_threshold=spec.threshold, balance=lam,

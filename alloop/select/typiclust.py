@@ -83,6 +83,9 @@ def typiclust(
     by_cluster = np.argsort(ids, kind="stable")
     starts = np.concatenate([[0], np.cumsum(sizes)])
     remaining = np.bincount(ids[~labeled], minlength=len(sizes))
+    # A cluster's typicality depends on its members only: computed the first time a pick comes from
+    # it, reused when the round robin comes back (only clusters picked from are ever computed).
+    cached: dict[int, np.ndarray] = {}
     for t in range(k):
         open_ = eligible & (remaining > 0)
         if not open_.any():
@@ -92,7 +95,9 @@ def typiclust(
         c = int(next(i for i in order if open_[i]))
         members = by_cluster[starts[c] : starts[c + 1]]
         kk = max(1, min(K_NEIGHBOURS, len(members) // 2))
-        typ = typicality(x[members], kk) if len(members) > 1 else np.ones(1)
+        if c not in cached:
+            cached[c] = typicality(x[members], kk) if len(members) > 1 else np.ones(1)
+        typ = cached[c]
         if use_scores:
             free = ~labeled[members]
             tnorm = normalised(typ, np.flatnonzero(free)).astype(np.float64)

@@ -243,3 +243,70 @@ def test_a_scene_nobody_labeled_is_covered_by_maxherding_not_by_coral():
     in_blind = lambda sel: int(np.sum(sel.indices >= 80))  # noqa: E731
     # Uncertainty alone never reaches the blob; coverage buys it (one pick covers so tight a blob).
     assert in_blind(coral) == 0 and in_blind(herd) >= 1
+
+
+def plain_knn_pass(x: np.ndarray, k: int, ref: np.ndarray) -> np.ndarray:
+    """The plain pass the blocked one must equal bit for bit: per 2048 rows, topk(clamp(q2 + r2 - 2 q.r))."""
+    import torch
+
+    xt = torch.from_numpy(x)
+    r = xt[torch.as_tensor(ref)]
+    r2 = (r * r).sum(1)
+    pos = np.full(len(x), -1)
+    pos[ref] = np.arange(len(ref))
+    out = []
+    for s in range(0, len(x), 2048):
+        q = xt[s : s + 2048]
+        d2 = (q * q).sum(1, keepdim=True) + r2[None, :] - 2.0 * (q @ r.T)
+        d2.clamp_(min=0.0)
+        own = pos[s : s + 2048]
+        rows = np.flatnonzero(own >= 0)
+        d2[torch.as_tensor(rows), torch.as_tensor(own[rows])] = float("inf")
+        out.append(torch.topk(d2, k, dim=1, largest=False).values.sqrt_().numpy())
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("n, exact_rows", [(2049, 20_000), (4500, 20_000), (5000, 4000)])
+def test_knn_distances_equal_the_plain_pass_bit_for_bit(n, exact_rows):
+    x = unit_rows(n, d=32, seed=n)
+    got = knn_distances(x, 20, exact_rows=exact_rows, seed=4)
+    ref = np.arange(n) if n <= exact_rows else np.sort(np.random.default_rng(4).choice(n, 4000, replace=False))
+    np.testing.assert_array_equal(got, plain_knn_pass(x, 20, ref))
+
+
+def test_knn_distances_leave_torch_threads_as_they_were():
+    import torch
+
+    before = torch.get_num_threads()
+    knn_distances(unit_rows(300), 5, threads=2)
+    assert torch.get_num_threads() == before
+
+
+def test_typiclust_computes_each_clusters_typicality_once(monkeypatch):
+    import sys
+
+    tc = sys.modules["alloop.select.typiclust"]  # alloop.select.typiclust is also the function's name
+    monkeypatch.setattr(tc, "MAX_CLUSTERS", 8)  # 40 picks from 8 clusters: 5 visits each
+    x = unit_rows(400, seed=11)
+    labeled = np.zeros(400, bool)
+    labeled[[3, 50]] = True
+    expected = typiclust(x, labeled, 40, seed=2)[0]
+    calls = []
+
+    def counted(emb, k):
+        calls.append(len(emb))
+        return typicality(emb, k)
+
+    monkeypatch.setattr(tc, "typicality", counted)
+    picks, _, info = typiclust(x, labeled, 40, seed=2)
+    np.testing.assert_array_equal(picks, expected)
+    assert info["clusters"] == 8 and len(calls) == 8
+    # The cached values are the same as computed afresh: each pick is its cluster's most typical free row.
+    ids = tc.cluster(x, 8, 2)
+    taken = labeled.copy()
+    for p in picks:
+        members = np.flatnonzero(ids == ids[p])
+        typ = typicality(x[members], max(1, min(20, len(members) // 2)))
+        typ[taken[members]] = -np.inf
+        assert members[int(np.argmax(typ))] == p
+        taken[p] = True
