@@ -9,7 +9,7 @@ per image for the readers that want them (export, report).
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -247,8 +247,17 @@ def save_packed(path: Path, image_ids: np.ndarray, detections: PackedDetections,
     _save(path, arrays)
 
 
-def load_predictions(path: Path) -> tuple[np.ndarray, list[Detections], list[Detections] | None]:
-    """(image_ids, detections, flipped detections or None) as saved by :func:`save_predictions`."""
+def load_predictions(path: Path, image_ids: Iterable[int] | None = None,
+                     ) -> tuple[np.ndarray, list[Detections], list[Detections] | None]:
+    """(image_ids, detections, flipped detections or None) as saved by :func:`save_predictions`.
+
+    ``image_ids``: only those images (in the file's order), so a reader that wants a batch of a
+    large pool builds a hundred objects, not one per pooled image.
+    """
+    if image_ids is not None:
+        ids, packed, flipped = load_packed(path)
+        keep = np.flatnonzero(np.isin(ids, np.fromiter(image_ids, np.int64)))
+        return ids[keep], list(packed.take(keep)), None if flipped is None else list(flipped.take(keep))
     with np.load(path) as npz:
         data = {k: npz[k] for k in npz.files}
     flipped = _unpack(data, "flipped_") if "flipped_offsets" in data else None

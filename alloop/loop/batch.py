@@ -16,7 +16,7 @@ from alloop.loop.embed import pool_embeddings
 from alloop.loop.records import ExportInfo, SelectInfo, StepSelectInfo, tag_name
 from alloop.loop.runner import Record, Turn
 from alloop.preannotate import Preannotation, preannotation_boxes
-from alloop.predictions import load_predictions
+from alloop.predictions import load_packed, load_predictions
 from alloop.project import Project, ProjectConfig
 from alloop.select import Selection, SelectionInputs, select, selector_for
 from alloop.select.base import truncate
@@ -182,12 +182,14 @@ def predicted_class_counts(project: Project, iteration: int, rows: Sequence[Imag
     path = project.predictions_file(iteration)
     if not path.exists():
         return counts
-    ids, dets, _ = load_predictions(path)
-    pos = {r.id: k for k, r in enumerate(rows)}
-    for image_id, det in zip(ids.tolist(), dets):
-        if image_id in pos:
-            confident = det.labels[det.scores >= threshold]
-            counts[pos[image_id]] = np.bincount(confident, minlength=num_classes)[:num_classes]
+    ids, dets, _ = load_packed(path)  # flat arrays: no object per pooled image
+    row_ids = np.array([r.id for r in rows], np.int64)
+    order = np.argsort(row_ids)
+    at = np.minimum(np.searchsorted(row_ids, ids, sorter=order), max(len(rows) - 1, 0))
+    pos = np.where(row_ids[order[at]] == ids, order[at], -1) if len(rows) else np.full(len(ids), -1)
+    box_pos = pos[dets.image_of_box()]
+    keep = (box_pos >= 0) & (dets.scores >= threshold) & (dets.labels >= 0) & (dets.labels < num_classes)
+    np.add.at(counts, (box_pos[keep], dets.labels[keep]), 1.0)
     return counts
 
 
@@ -215,7 +217,7 @@ def export_items(project: Project, members: Sequence[TagMember], out: Path, fmt:
     rows = {r.id: r for r in store.images(m.image_id for m in members)}
     dets: dict[int, Detections] = {}
     if predictions is not None and predictions.exists():
-        ids, det_list, _ = load_predictions(predictions)
+        ids, det_list, _ = load_predictions(predictions, rows)  # the batch's images only
         dets = dict(zip(ids.tolist(), det_list))
     classes = store.classes()
     # Which of the model's boxes a labeler sees: [preannotation] threshold and max_boxes (alloop.preannotate).

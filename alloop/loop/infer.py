@@ -46,12 +46,13 @@ def predict_pool(turn: Turn, trainer: Any, checkpoint: Path, rows: Sequence[Imag
         log.info("infer resumes: %d of %d images already predicted by this model", len(rows) - len(todo), len(rows))
     # The project's engine runs the trainer's predict: in this process, or on a Ray cluster (alloop/engine/).
     engine, spec = project_engine(project.config), trainer_spec(project.config, turn.store.classes())
+    root = project.image_root  # a property that resolves the path: once, not per image
     with tqdm(total=len(rows), initial=len(rows) - len(todo), desc="infer", unit="img",
               disable=None if turn.progress else True) as bar:
         try:
             for start in range(0, len(todo), chunk_images):
                 part = todo[start:start + chunk_images]
-                paths = [project.image_root / r.path for r in part]
+                paths = [root / r.path for r in part]
                 dets = predictions(engine, trainer, spec, checkpoint, paths)
                 flipped = predictions(engine, trainer, spec, checkpoint, paths, hflip=True) if flip else None
                 chunks.write([r.id for r in part], dets, num_classes=num_classes, flipped=flipped)

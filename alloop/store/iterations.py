@@ -83,6 +83,7 @@ class IterationTables(Database):
         with self.transaction() as c:
             c.execute("DELETE FROM stages WHERE iteration = ?", (n,))
             c.execute("DELETE FROM scores WHERE iteration = ?", (n,))
+            c.execute("DELETE FROM score_arrays WHERE iteration = ?", (n,))
             c.execute("DELETE FROM tags WHERE iteration = ? AND iteration > 0", (n,))
             c.execute("DELETE FROM iterations WHERE n = ?", (n,))
 

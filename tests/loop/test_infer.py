@@ -103,3 +103,16 @@ def test_an_empty_pool_writes_an_empty_predictions_file(tmp_path):
     info = _run(project, [], ckpt, StoppingTrainer(stop_at=1))  # the trainer is never called
     ids, dets, _ = load_predictions(project.predictions_file(1))
     assert info.images == 0 and len(ids) == 0 and dets == []
+
+
+def test_predicted_class_counts_read_the_flat_predictions_in_the_rows_order(tmp_path):
+    from alloop.loop.batch import predicted_class_counts
+
+    project, rows, ckpt = _project(tmp_path)
+    _run(project, rows, ckpt, StoppingTrainer())
+    some = [rows[7], rows[2], rows[20]]
+    counts = predicted_class_counts(project, 1, some, 2, threshold=0.5)
+    # meanbox predicts both classes on every image; only "apple" (score 0.7) reaches 0.5
+    np.testing.assert_array_equal(counts, [[1, 0]] * 3)
+    np.testing.assert_array_equal(predicted_class_counts(project, 1, some, 2, threshold=0.3), [[1, 1]] * 3)
+    assert predicted_class_counts(project, 1, [], 2).shape == (0, 2)

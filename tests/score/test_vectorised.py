@@ -118,3 +118,17 @@ def test_reduce_images_gives_empty_images_the_empty_value():
     np.testing.assert_array_equal(reduce_images(values, offsets, lambda m: m.max(axis=1), empty=-1.0),
                                   [-1.0, 3.0, -1.0, 5.0, -1.0])
     np.testing.assert_array_equal(reduce_images(np.zeros(0), np.array([0, 0]), lambda m: m.sum(axis=1)), [0.0])
+
+
+def test_load_predictions_of_some_images_only(tmp_path):
+    pool = _pool(5, "mixed")
+    path = tmp_path / "p.npz"
+    ids = [10 * i for i in range(len(pool))]
+    save_predictions(path, ids, pool, num_classes=pool[0].probs.shape[1] - 1, flipped=pool)
+    all_ids, every, _ = load_predictions(path)
+    want = {ids[-1], ids[0], 99999}  # an id the file lacks is left out
+    got_ids, some, flipped = load_predictions(path, want)
+    assert got_ids.tolist() == [ids[0], ids[-1]] and len(some) == len(flipped) == 2
+    for got, ref in zip(some, [every[0], every[-1]]):
+        for name in ("boxes", "labels", "scores", "probs", "objectness"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(ref, name))
