@@ -6,6 +6,12 @@ Each case runs in its own subprocess so peak memory is that case's alone: the pe
 
     python benchmarks/select_bench.py                              # N = 100 000, D = 128, k = 1 000
     python benchmarks/select_bench.py --sizes 1000000 --methods coreset coral random mundig
+    python benchmarks/select_bench.py --sizes 200000 --data clustered --methods compose typiclust \
+        --spec "typicality=1" --baseline 8c32964^     # each case also at an earlier commit, side by side
+
+``--baseline REV`` exports alloop/ at REV (``git archive``) into a temporary folder and runs every case a
+second time with that alloop first on PYTHONPATH, so before and after are measured in one run on the
+same load (the row says which alloop it imported).
 
 lightly-mundig is a dev/bench extra (``pip install lightly-mundig``); alloop never imports it.
 """
@@ -13,19 +19,23 @@ lightly-mundig is a dev/bench extra (``pip install lightly-mundig``); alloop nev
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 METHODS = ("mundig", "coreset", "plain", "coral", "random", "typiclust", "maxherding", "coral_typicality", "compose")
-# The "compose" case: a weighted-term spec (alloop.select.compose) with all three CORAL-engine terms.
+# The "compose" case: a weighted-term spec (alloop.select.compose), by default all three CORAL-engine terms.
 COMPOSE_SPEC = "diversity=1, uncertainty=1, typicality=0.5"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def make_embeddings(kind: str, n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -100,6 +110,7 @@ def _select_with(
     device: str,
     warmup: bool = False,
     threads: int = 0,
+    spec: str = COMPOSE_SPEC,
 ) -> tuple[np.ndarray, float, dict]:
     """(picks, seconds, extra timings) of one method; warmup also runs alloop's lazy (cold-set) path."""
     import torch
@@ -132,7 +143,7 @@ def _select_with(
     if method == "coral_typicality":
         method, options["typicality"] = "coral", 0.5
     if method == "compose":
-        method = COMPOSE_SPEC
+        method = spec
     labeled = np.zeros(n, bool)
     s = select(method, k, SelectionInputs(x, labeled, scores), device=device, **options)
     if device.startswith("cuda"):
@@ -140,9 +151,13 @@ def _select_with(
     return s.indices, time.perf_counter() - t0, extra
 
 
-def run_case(kind: str, n: int, d: int, k: int, method: str, device: str, threads: int = 0) -> dict:
+def run_case(
+    kind: str, n: int, d: int, k: int, method: str, device: str, threads: int = 0, spec: str = COMPOSE_SPEC
+) -> dict:
     """One measurement in this process; returns a JSON-able row."""
     import torch
+
+    import alloop
 
     if threads:
         torch.set_num_threads(threads)
@@ -151,19 +166,20 @@ def run_case(kind: str, n: int, d: int, k: int, method: str, device: str, thread
     matrix_mb = x.nbytes / 2**20
     row: dict = {"data": kind, "N": n, "D": d, "k": k, "method": method, "device": device}
     row["torch_threads"] = torch.get_num_threads()
+    row["alloop"] = str(Path(alloop.__file__).parent)
     # Warm up on a small input first, so that code paged in on first use (BLAS kernels, the CUDA
     # context) and allocator pools do not count as the case's memory.
     small = make_embeddings(kind, 8192, d, seed=1)
     for lazy in (True, False):
         small_scores = np.random.default_rng(2).gamma(2.0, size=8192)
-        _select_with(method, small, min(k, 100), small_scores, device, lazy, threads)
+        _select_with(method, small, min(k, 100), small_scores, device, lazy, threads, spec)
     del small
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     _reset_peak()
     base = _rss_mb("VmRSS")
-    picks, seconds, extra = _select_with(method, x, k, scores, device, threads=threads)
+    picks, seconds, extra = _select_with(method, x, k, scores, device, threads=threads, spec=spec)
     row["seconds"] = seconds
     row.update(extra)
     row["peak_extra_mb"] = _rss_mb("VmHWM") - base
@@ -172,6 +188,7 @@ def run_case(kind: str, n: int, d: int, k: int, method: str, device: str, thread
     row["matrix_mb"] = matrix_mb
     row["radius"] = kcenter_radius(x, picks)
     row["first_picks"] = picks[:5].tolist()
+    row["picks_sha1"] = hashlib.sha1(np.ascontiguousarray(picks, dtype=np.int64).tobytes()).hexdigest()
     return row
 
 
@@ -190,12 +207,32 @@ def main() -> None:
         help="torch intra-op threads for the plain loop and alloop's GEMMs (0: each tool's default: "
         "torch's for the plain loop, alloop's `threads` option default 1)",
     )
+    p.add_argument("--spec", default=COMPOSE_SPEC, help=f"the term spec the compose case runs (default {COMPOSE_SPEC!r})")
+    p.add_argument("--baseline", metavar="REV", help="also run every case with alloop/ as of this git commit")
     p.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case, print JSON
     a = p.parse_args()
     if a.case:
         kind, n, method = a.case.split(",")
-        print(json.dumps(run_case(kind, int(n), a.dim, a.k, method, a.device, a.threads)))
+        print(json.dumps(run_case(kind, int(n), a.dim, a.k, method, a.device, a.threads, a.spec)))
         return
+    with tempfile.TemporaryDirectory(prefix="select_bench_") as tmp:
+        versions: list[tuple[str, str | None]] = [("", None)]
+        if a.baseline:
+            versions.insert(0, (f" @{a.baseline}", export_alloop(a.baseline, Path(tmp))))
+        print_table(a, versions)
+
+
+def export_alloop(rev: str, into: Path) -> str:
+    """alloop/ as of git commit ``rev`` under ``into`` (git archive); the folder to put on PYTHONPATH."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "alloop"], capture_output=True, check=False)
+    if archive.returncode != 0:
+        sys.exit(f"select_bench: --baseline {rev}: {archive.stderr.decode().strip()} (give a commit of this repo)")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return str(into)
+
+
+def print_table(a: argparse.Namespace, versions: list[tuple[str, str | None]]) -> None:
+    """Run every (data, size, method, version) case in its own process and print the table rows."""
     import torch
 
     threads = (
@@ -209,23 +246,37 @@ def main() -> None:
         f"load {os.getloadavg()[0]:.2f}"
     )
     print(f"# command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
-    print("| data | N | D | k | method | seconds | peak extra MB (x matrix) | vs mundig | k-center radius |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    if "compose" in a.methods:
+        print(f"# compose: {a.spec}")
+    same = " same picks as baseline |" if a.baseline else ""
+    print(f"| data | N | D | k | method | seconds | peak extra MB (x matrix) | vs mundig | k-center radius |{same}")
+    print("|---|---|---|---|---|---|---|---|---|" + ("---|" if a.baseline else ""))
     for kind in a.data:
         for n in a.sizes:
             ref = None
-            for method in a.methods:
+            before: dict[str, str] = {}  # method -> the baseline's picks (sha1)
+            for method, (tag, path) in ((m, v) for m in a.methods for v in versions):
                 cmd = [sys.executable, __file__, "--case", f"{kind},{n},{method}", "--dim", str(a.dim)]
-                cmd += ["--k", str(a.k), "--device", a.device, "--threads", str(a.threads)]
-                out = subprocess.run(cmd, check=False, capture_output=True, text=True)
+                cmd += ["--k", str(a.k), "--device", a.device, "--threads", str(a.threads), "--spec", a.spec]
+                env = dict(os.environ)
+                if path:
+                    env["PYTHONPATH"] = os.pathsep.join(filter(None, [path, env.get("PYTHONPATH")]))
+                out = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
                 if out.returncode != 0:
                     print(
-                        f"| {kind} | {n} | {a.dim} | {a.k} | {method} | failed: {out.stderr.strip()[-200:]} |"
+                        f"| {kind} | {n} | {a.dim} | {a.k} | {method}{tag} | failed: {out.stderr.strip()[-200:]} |"
                     )
                     continue
                 r = json.loads(out.stdout.strip().splitlines()[-1])
+                if path and not r["alloop"].startswith(path):
+                    sys.exit(f"select_bench: the baseline case imported {r['alloop']}, not {path}")
                 if method == "mundig":
                     ref = r["seconds"]
+                if path:
+                    before[method] = r["picks_sha1"]
+                if a.baseline:
+                    same = "-" if path else {None: "baseline failed", r["picks_sha1"]: "yes"}.get(before.get(method), "no")
+                    same = f" {same} |"
                 secs = f"{r['seconds']:.2f}"
                 if method == "mundig":
                     secs += f" (+{r['setup_s']:.2f} setup)"
@@ -234,8 +285,8 @@ def main() -> None:
                 if "gpu_peak_mb" in r:
                     mem += f", GPU {r['gpu_peak_mb']:.0f}"
                 print(
-                    f"| {kind} | {n} | {a.dim} | {a.k} | {method} | {secs} | {mem} | {ratio} "
-                    f"| {r['radius']:.4f} |",
+                    f"| {kind} | {n} | {a.dim} | {a.k} | {method}{tag} | {secs} | {mem} | {ratio} "
+                    f"| {r['radius']:.4f} |{same}",
                     flush=True,
                 )
 
