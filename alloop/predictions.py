@@ -9,7 +9,7 @@ per image for the readers that want them (export, report).
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -270,6 +270,57 @@ def load_packed(path: Path) -> tuple[np.ndarray, PackedDetections, PackedDetecti
         data = {k: npz[k] for k in npz.files}
     flipped = PackedDetections._from_arrays(data, "flipped_") if "flipped_offsets" in data else None
     return data["image_ids"], PackedDetections._from_arrays(data, ""), flipped
+
+
+class PredictionsById(Mapping[int, Detections]):
+    """Image id → :class:`Detections`, built only for the images asked for, over the flat arrays; pool
+    statistics (:meth:`class_counts`, :meth:`ids_without`) come from the arrays in one pass."""
+
+    def __init__(self, image_ids: np.ndarray, packed: PackedDetections) -> None:
+        self.image_ids = np.asarray(image_ids, np.int64)
+        self.packed = packed
+        self._order = np.argsort(self.image_ids, kind="stable")
+
+    def _position(self, image_id: object) -> int | None:
+        if not isinstance(image_id, (int, np.integer)) or not len(self.image_ids):
+            return None
+        k = int(np.searchsorted(self.image_ids, image_id, sorter=self._order))
+        if k < len(self._order) and self.image_ids[self._order[k]] == image_id:
+            return int(self._order[k])
+        return None
+
+    def __getitem__(self, image_id: int) -> Detections:
+        pos = self._position(image_id)
+        if pos is None:
+            raise KeyError(image_id)
+        return self.packed[pos]
+
+    def __contains__(self, image_id: object) -> bool:
+        return self._position(image_id) is not None
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.image_ids.tolist())
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def class_counts(self, threshold: float, num_classes: int) -> np.ndarray:
+        """(num_classes,) boxes scoring at least ``threshold`` per predicted class, over every image."""
+        labels = np.asarray(self.packed.labels)[np.asarray(self.packed.scores) >= threshold]
+        labels = labels[(labels >= 0) & (labels < num_classes)]
+        return np.bincount(labels, minlength=num_classes)[:num_classes].astype(np.int64)
+
+    def ids_without(self, threshold: float) -> np.ndarray:
+        """Ids of the images with no box scoring at least ``threshold`` (:meth:`Detections.above` empty)."""
+        kept = np.asarray(self.packed.scores) >= threshold
+        per_image = np.bincount(self.packed.image_of_box()[kept], minlength=len(self.image_ids))
+        return self.image_ids[per_image == 0]
+
+
+def load_by_id(path: Path) -> PredictionsById:
+    """The predictions file as an image id → Detections mapping, no object per image until asked."""
+    ids, packed, _ = load_packed(path)
+    return PredictionsById(ids, packed)
 
 
 # ------------------------------------------------------------------------------------------------

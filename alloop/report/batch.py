@@ -14,7 +14,7 @@ import pandas as pd
 
 from alloop.boxes import Detections
 from alloop.loop.batch import PREDICTED_CLASS_THRESHOLD
-from alloop.predictions import load_predictions
+from alloop.predictions import PredictionsById, load_by_id
 from alloop.project import Project
 from alloop.report.classes import finite
 from alloop.store import ImageRow, Store, TagMember
@@ -130,7 +130,7 @@ def batch_images(project: Project, members: Sequence[TagMember], by_id: Mapping[
     )
 
 
-def load_detections(project: Project, iteration: int, notes: dict[str, str]) -> dict[int, Detections]:
+def load_detections(project: Project, iteration: int, notes: dict[str, str]) -> PredictionsById | dict[int, Detections]:
     """image id -> the iteration's predictions (empty at iteration 0 or when missing/unreadable, with a note)."""
     if iteration == 0:
         return {}
@@ -139,11 +139,11 @@ def load_detections(project: Project, iteration: int, notes: dict[str, str]) -> 
         notes["batch-boxes"] = f"No predictions stored for iteration {iteration}: thumbnails show no boxes."
         return {}
     try:
-        ids, dets, _ = load_predictions(path)
+        # Flat arrays: a Detections only for the images the report shows (a pool may hold a million).
+        return load_by_id(path)
     except Exception as exc:  # noqa: BLE001 - a truncated npz raises BadZipFile, and it must not stop a step
         notes["batch-boxes"] = f"{project.relpath(path)} is unreadable ({exc}): thumbnails show no boxes."
         return {}
-    return dict(zip(ids.tolist(), dets))
 
 
 def batch_boxes(
@@ -164,12 +164,12 @@ def batch_boxes(
 
 
 def batch_coverage(
-    project: Project, detections: Mapping[int, Detections], selected: Sequence[int], by_id: Mapping[int, Any]
+    project: Project, detections: PredictionsById | Mapping[int, Detections], selected: Sequence[int], by_id: Mapping[int, Any]
 ) -> BatchCoverage | None:
     """Zero-detection picks against the predicted pool, and slice shares when slices.csv names them."""
     if not detections:
         return None
-    empty = {i for i, d in detections.items() if len(d.above(PREDICTION_THRESHOLD)) == 0}
+    empty = set(detections.ids_without(PREDICTION_THRESHOLD).tolist())  # from the flat arrays
     # The batch was picked from the predicted images; its share compares with theirs.
     picks = [i for i in selected if i in detections]
     slices: tuple[SliceShare, ...] = ()

@@ -7,11 +7,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 
 from alloop.boxes import Detections, ImageAnnotation
 from alloop.loop.batch import PREDICTED_CLASS_THRESHOLD
 from alloop.loop.records import EvaluateInfo
+from alloop.predictions import PredictionsById
 from alloop.store import ImageRow, Iteration
 
 
@@ -32,7 +32,7 @@ def class_rows(
     classes: Sequence[str],
     annotations: Sequence[tuple[ImageRow, ImageAnnotation, str]],
     labeled: set[int],
-    detections: Mapping[int, Detections],
+    detections: PredictionsById | Mapping[int, Detections],  # {} without predictions
     record: Iteration,
     previous: Iteration | None,
     notes: dict[str, str],
@@ -45,11 +45,7 @@ def class_rows(
                 labeled_boxes[box.label] = labeled_boxes.get(box.label, 0) + 1
     predicted = dict.fromkeys(labeled_boxes, 0)
     if detections and classes:
-        counts = np.zeros(len(classes), np.int64)
-        for det in detections.values():
-            labels = det.labels[det.scores >= PREDICTED_CLASS_THRESHOLD]
-            labels = labels[(labels >= 0) & (labels < len(classes))]
-            counts += np.bincount(labels, minlength=len(classes))[: len(classes)]
+        counts = detections.class_counts(PREDICTED_CLASS_THRESHOLD, len(classes))  # the flat arrays, one pass
         predicted.update({c: int(v) for c, v in zip(classes, counts)})
     # An iteration's metrics are its evaluate stage's info.
     measured = EvaluateInfo.from_json(record.metrics)

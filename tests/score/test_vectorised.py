@@ -132,3 +132,20 @@ def test_load_predictions_of_some_images_only(tmp_path):
     for got, ref in zip(some, [every[0], every[-1]]):
         for name in ("boxes", "labels", "scores", "probs", "objectness"):
             np.testing.assert_array_equal(getattr(got, name), getattr(ref, name))
+
+
+def test_predictions_by_id_pool_statistics_equal_the_per_image_ones(tmp_path):
+    from alloop.predictions import load_by_id
+
+    pool = _pool(7, "none")
+    path = tmp_path / "p.npz"
+    ids = [3 * i + 1 for i in range(len(pool))][::-1]  # ids not in order
+    save_predictions(path, ids, pool, num_classes=pool[0].probs.shape[1] - 1)
+    by_id = load_by_id(path)
+    assert len(by_id) == len(pool) and list(by_id) == ids and 2 not in by_id and "x" not in by_id
+    np.testing.assert_array_equal(by_id[ids[4]].probs, pool[4].probs)
+    k = pool[0].probs.shape[1] - 1
+    expected = sum(np.bincount(d.labels[d.scores >= 0.5], minlength=k)[:k] for d in pool)
+    np.testing.assert_array_equal(by_id.class_counts(0.5, k), expected)
+    empty = {i for i, d in zip(ids, pool) if len(d.above(0.3)) == 0}
+    assert set(by_id.ids_without(0.3).tolist()) == empty and empty
