@@ -324,10 +324,11 @@ def main(args: argparse.Namespace) -> None:
                              check=True, stdout=subprocess.PIPE, text=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"N={n}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    doc = {"command": " ".join(sys.argv), "machine": f"{platform.processor() or platform.machine()}, "
-           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}", "batch": BATCH, "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2))
+        # Written after every N: a long run that is stopped keeps what it measured.
+        doc = {"command": " ".join(sys.argv), "machine": f"{platform.processor() or platform.machine()}, "
+               f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}", "batch": BATCH, "results": results}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(doc, indent=2))
     print(table(results))
 
 
