@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from alloop.loop import tag_name
 from alloop.project import Project, ProjectLock
+from alloop.store.tags import tag_name  # not alloop.loop: that imports torch, `status` must stay fast
 from alloop.trainers import available_trainers, load_trainer
 
 

@@ -13,13 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
-INIT_TAG = "initial-selection"
-
-
-def tag_name(iteration: int) -> str:
-    """The tag of the batch selected in ``iteration``."""
-    return INIT_TAG if iteration == 0 else f"iteration-{iteration}"
-
+from alloop.store.tags import INIT_TAG, tag_name  # the one naming rule, re-exported here
 
 # A field with this metadata is left out of the JSON while it is None (a key older projects lack
 # in that case, e.g. ``warnings`` when a step imported no label file).

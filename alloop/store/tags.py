@@ -10,6 +10,13 @@ from typing import Any
 
 from alloop.store.connection import Database, now
 
+INIT_TAG = "initial-selection"
+
+
+def tag_name(iteration: int) -> str:
+    """The tag of the batch selected in ``iteration`` (here so `alloop status` needs no loop import)."""
+    return INIT_TAG if iteration == 0 else f"iteration-{iteration}"
+
 
 @dataclass(frozen=True)
 class Tag:
