@@ -54,14 +54,33 @@ class ImageIndex:
     def __init__(self, names: Iterable[str], image_root: Path | None = None) -> None:
         self.names = frozenset(names)
         self.image_root = image_root.resolve() if image_root is not None else None
-        self._by_base: dict[str, list[str]] = defaultdict(list)
-        self._by_stem_path: dict[str, list[str]] = defaultdict(list)
-        self._by_stem: dict[str, list[str]] = defaultdict(list)
-        for name in sorted(self.names):
-            base = posixpath.basename(name)
-            self._by_base[base].append(name)
-            self._by_stem_path[_stem(name)].append(name)
-            self._by_stem[_stem(base)].append(name)
+        # Built on the first name that is not an exact path: a pool of a million images takes
+        # seconds to index, and a COCO or Label Studio file names its images exactly (issue 14).
+        self._maps: tuple[dict[str, list[str]], ...] | None = None
+
+    def _indexes(self) -> tuple[dict[str, list[str]], ...]:
+        """(by base name, by path stem, by base stem), built once."""
+        if self._maps is None:
+            by_base, by_stem_path, by_stem = defaultdict(list), defaultdict(list), defaultdict(list)
+            for name in sorted(self.names):
+                base = posixpath.basename(name)
+                by_base[base].append(name)
+                by_stem_path[_stem(name)].append(name)
+                by_stem[_stem(base)].append(name)
+            self._maps = (by_base, by_stem_path, by_stem)
+        return self._maps
+
+    @property
+    def _by_base(self) -> dict[str, list[str]]:
+        return self._indexes()[0]
+
+    @property
+    def _by_stem_path(self) -> dict[str, list[str]]:
+        return self._indexes()[1]
+
+    @property
+    def _by_stem(self) -> dict[str, list[str]]:
+        return self._indexes()[2]
 
     # -- raw names -> a clean relative posix path (or an error) -------------------------------
 
