@@ -18,6 +18,7 @@ Ray is imported only when this engine is used: ``pip install 'alloop[ray]'`` bri
 from __future__ import annotations
 
 import logging
+import socket
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -117,6 +118,7 @@ class RayEngine:
         except ImportError:
             raise ConfigError(f"--engine ray needs Ray, which is not installed; {INSTALL_HINT}") from None
         where = self.address or "auto"
+        _check_reachable(where)
         try:
             ray.init(address=where, logging_level=logging.WARNING, log_to_driver=False, ignore_reinit_error=True)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -174,6 +176,20 @@ class RayEngine:
             yield from ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0)
         except Exception as exc:  # a Ray failure: the user's own error when it is one, else one line
             raise _as_alloop_error(exc, error, what) from None
+
+
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT nobody listens on fails now, in one line (ray.init would retry it for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not sep or not port.isdigit():
+        return  # "auto", ray:// (Ray Client) and other forms: ray.init checks them itself
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"--ray-address {address}: no Ray cluster answers there ({exc.strerror or exc}); start one with "
+            "`ray start --head` or set [engine] address in alloop.toml"
+        ) from None
 
 
 def _actor_device() -> str:
