@@ -9,6 +9,9 @@ images: this covers the pool's modes one representative at a time instead of cha
 Following the paper's published procedure: k-means (scikit-learn, seeded; MiniBatchKMeans above 50
 clusters, as the authors do), the same cluster caps and order. Counts are updated after every pick
 so a cluster is revisited only after every eligible cluster got one (the paper's round robin).
+A cluster's typicality is computed once, the first time a pick comes from it (never for a cluster no pick
+comes from). With the faster k-NN pass of alloop.select.typicality this took 1,000 picks at 1M x 128
+from 508 s to 50 s (benchmarks/RESULTS.md).
 
 ``uncertainty`` (w in [0, 1], default 0 = TypiClust exactly): once a model exists, the pick inside the
 chosen cluster maximises (1 - w) * typicality + w * uncertainty, both min-max normalised (typicality
