@@ -207,7 +207,9 @@ def main() -> None:
         help="torch intra-op threads for the plain loop and alloop's GEMMs (0: each tool's default: "
         "torch's for the plain loop, alloop's `threads` option default 1)",
     )
-    p.add_argument("--spec", default=COMPOSE_SPEC, help=f"the term spec the compose case runs (default {COMPOSE_SPEC!r})")
+    p.add_argument(
+        "--spec", default=COMPOSE_SPEC, help=f"the term spec the compose case runs (default {COMPOSE_SPEC!r})"
+    )
     p.add_argument("--baseline", metavar="REV", help="also run every case with alloop/ as of this git commit")
     p.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case, print JSON
     a = p.parse_args()
@@ -224,9 +226,11 @@ def main() -> None:
 
 def export_alloop(rev: str, into: Path) -> str:
     """alloop/ as of git commit ``rev`` under ``into`` (git archive); the folder to put on PYTHONPATH."""
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "alloop"], capture_output=True, check=False)
+    cmd = ["git", "-C", str(REPO), "archive", rev, "alloop"]
+    archive = subprocess.run(cmd, capture_output=True, check=False)
     if archive.returncode != 0:
-        sys.exit(f"select_bench: --baseline {rev}: {archive.stderr.decode().strip()} (give a commit of this repo)")
+        why = archive.stderr.decode().strip()
+        sys.exit(f"select_bench: --baseline {rev}: {why} (give a commit of this repo)")
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     return str(into)
 
@@ -249,7 +253,8 @@ def print_table(a: argparse.Namespace, versions: list[tuple[str, str | None]]) -
     if "compose" in a.methods:
         print(f"# compose: {a.spec}")
     same = " same picks as baseline |" if a.baseline else ""
-    print(f"| data | N | D | k | method | seconds | peak extra MB (x matrix) | vs mundig | k-center radius |{same}")
+    head = "| data | N | D | k | method | seconds | peak extra MB (x matrix) | vs mundig | k-center radius |"
+    print(head + same)
     print("|---|---|---|---|---|---|---|---|---|" + ("---|" if a.baseline else ""))
     for kind in a.data:
         for n in a.sizes:
@@ -264,7 +269,8 @@ def print_table(a: argparse.Namespace, versions: list[tuple[str, str | None]]) -
                 out = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
                 if out.returncode != 0:
                     print(
-                        f"| {kind} | {n} | {a.dim} | {a.k} | {method}{tag} | failed: {out.stderr.strip()[-200:]} |"
+                        f"| {kind} | {n} | {a.dim} | {a.k} | {method}{tag} "
+                        f"| failed: {out.stderr.strip()[-200:]} |"
                     )
                     continue
                 r = json.loads(out.stdout.strip().splitlines()[-1])
@@ -275,7 +281,8 @@ def print_table(a: argparse.Namespace, versions: list[tuple[str, str | None]]) -
                 if path:
                     before[method] = r["picks_sha1"]
                 if a.baseline:
-                    same = "-" if path else {None: "baseline failed", r["picks_sha1"]: "yes"}.get(before.get(method), "no")
+                    verdict = {None: "baseline failed", r["picks_sha1"]: "yes"}.get(before.get(method), "no")
+                    same = "-" if path else verdict
                     same = f" {same} |"
                 secs = f"{r['seconds']:.2f}"
                 if method == "mundig":
