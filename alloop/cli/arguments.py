@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import tomllib
 import typer
@@ -15,10 +15,10 @@ BatchOpt = Annotated[
     int, typer.Option("--n", "-n", min=1, help="Batch size: how many NEW images to select for labeling now (not the total).")
 ]  # defaults: alloop.config.BATCH_SIZE (init, step), DEMO.batch (demo)
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only print warnings and the final summary.")]
-EngineOpt = Annotated[Optional[str], typer.Option(
+EngineOpt = Annotated[str | None, typer.Option(
     "--engine", help="Where embedding and inference run: local (this process) or ray (Ray Data on a Ray cluster; "
     "pip install 'alloop\\[ray]'; images and project on a path every worker sees). Default: \\[engine] name in alloop.toml.")]
-RayAddressOpt = Annotated[Optional[str], typer.Option(
+RayAddressOpt = Annotated[str | None, typer.Option(
     "--ray-address", help="The Ray cluster of --engine ray, e.g. 10.0.0.5:6379 or ray://head:10001. Default: "
     "\\[engine] address in alloop.toml, else the cluster `ray start` runs on this machine ($RAY_ADDRESS).")]
 

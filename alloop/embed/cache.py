@@ -20,7 +20,6 @@ from alloop.engine import EmbedderSpec, Engine, LocalEngine
 from alloop.errors import EmbedError
 from alloop.store import Store
 
-
 # Vectors per shard file: a crash loses at most this many finished vectors (plus the batches in flight).
 SHARD_ROWS = 4096
 
@@ -33,7 +32,7 @@ class UnreadableImages(EmbedError):
 
     def __init__(self, bad: Sequence[tuple[str, Path, str]]) -> None:
         self.bad = list(bad)
-        sha, path, reason = self.bad[0]
+        _, path, reason = self.bad[0]
         more = f" and {len(self.bad) - 1} more" if len(self.bad) > 1 else ""
         super().__init__(f"{path}: cannot decode image ({reason}){more}; the other images' embeddings are saved, "
                          "fix or remove the file (`alloop doctor` lists unreadable files)")
@@ -113,9 +112,8 @@ class _ShardWriter:
         vectors = np.concatenate(self.parts)
         shard = f"shard-{_next_shard(self.directory):05d}.npy"
         self.directory.mkdir(parents=True, exist_ok=True)
-        with atomic.atomic_path(self.directory / shard, size=vectors.nbytes) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, vectors)
+        with atomic.atomic_path(self.directory / shard, size=vectors.nbytes) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, vectors)
         # The shard file exists before the index points at it, so a crash in between only
         # leaves an unreferenced shard (recomputed next time), never a dangling index row.
         self.store.add_embedding_rows(self.key, shard, self.shas)

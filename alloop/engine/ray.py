@@ -27,8 +27,17 @@ from typing import Any
 
 import numpy as np
 
-from alloop.engine.base import (BATCH_IMAGES, EmbedChunk, EmbedderSpec, PredictChunk, TrainerSpec, embed_batch,
-                                pack, predict_batch, unpack)
+from alloop.engine.base import (
+    BATCH_IMAGES,
+    EmbedChunk,
+    EmbedderSpec,
+    PredictChunk,
+    TrainerSpec,
+    embed_batch,
+    pack,
+    predict_batch,
+    unpack,
+)
 from alloop.errors import AlloopError, ConfigError, EmbedError, TrainerError
 
 log = logging.getLogger("alloop")
@@ -174,7 +183,7 @@ class RayEngine:
             # No prefetch: with one, the last finished batch waited in the iterator and was dropped when
             # a later batch failed (measured), so a rerun had to redo it.
             yield from ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0)
-        except Exception as exc:  # a Ray failure: the user's own error when it is one, else one line
+        except Exception as exc:  # noqa: BLE001 - any Ray failure: the worker's AlloopError, else one line
             raise _as_alloop_error(exc, error, what) from None
 
 

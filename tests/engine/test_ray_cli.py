@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 import numpy as np
+import tomllib
 from typer.testing import CliRunner
 
 from alloop.cli import app
