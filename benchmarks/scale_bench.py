@@ -1,6 +1,7 @@
 """How `alloop init` and one `alloop step` grow with the pool: seconds and peak RSS per stage at N images.
 
-    nice -n 10 python benchmarks/scale_bench.py --sizes 1000 10000 --out benchmarks/results/scale_cpu.json
+    python benchmarks/scale_bench.py --sizes 10000 100000 1000000 --init-method coreset \\
+        --out benchmarks/results/scale_cpu_1m.json
 
 Pools are N distinct 64x48 JPEGs from a seeded generator, written once under --cache/images and
 hard-linked into pool-N/ (every pool reuses the files of the smaller ones; every file's content
