@@ -138,6 +138,7 @@ SECTION_REF = re.compile(r"(?:(\w+) in (?:alloop\.toml )?)?(?<![\w\[])\[([A-Za-z
 # Bracketed words in sources that are not alloop.toml references, each with its reason.
 NOT_TOML = {
     ("alloop/cli/arguments.py", "[lists]"): "a TOML array in the KEY=VALUE help",
+    ("alloop/cli/arguments.py", "[ray]"): "the pip extra in --engine's help (alloop\\[ray], escaped for Rich)",
     ("alloop/formats/labelstudio.py", "[name]"): "Label Studio's JSON shape",
     ("alloop/config.py", "[section] key"): "the message pattern itself",
 }
