@@ -84,6 +84,19 @@ class ProjectLock:
             self._fh = None
 
 
+def _check_unfinished_create(root: Path) -> None:
+    """A store without a config is a create that stopped before writing the config (a full disk):
+    finishing it is safe while the store is still empty. One that holds work is a project whose
+    ``alloop.toml`` went missing, and creating over it is refused."""
+    with Store(root / STORE_FILE) as store:
+        empty = not store.iterations() and store.counts()["images"] == 0
+    if not empty:
+        raise ProjectError(
+            f"{root}: {STORE_FILE} holds a project but {CONFIG_FILE} is missing; restore {root / CONFIG_FILE} "
+            "(or move the folder aside and start a new project elsewhere)"
+        )
+
+
 class Project:
     """An open project: its directory, config, store and artifact paths."""
 
@@ -99,8 +112,10 @@ class Project:
     def create(cls, root: Path, config: ProjectConfig, *, lock: bool = True) -> Project:
         """Create a new project directory (it must not be a project yet)."""
         root = Path(root)
-        if (root / CONFIG_FILE).exists() or (root / STORE_FILE).exists():
+        if (root / CONFIG_FILE).exists():
             raise ProjectError(f"{root}: already an alloop project; use `alloop step` or choose a new directory")
+        if (root / STORE_FILE).exists():
+            _check_unfinished_create(root)
         if root.exists() and not root.is_dir():
             raise ProjectError(f"{root}: exists and is not a directory; choose another project path")
         root.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ import pytest
 
 from alloop.errors import ConfigError, LockError, ProjectError
 from alloop.project import CONFIG_FILE, Project, ProjectConfig, load_config
+from alloop.store import Store
 
 
 def test_config_round_trips_through_toml(tmp_path):
@@ -46,6 +47,24 @@ def test_create_refuses_an_existing_project(tmp_path):
         pass
     with pytest.raises(ProjectError, match="already an alloop project"):
         Project.create(tmp_path / "p", ProjectConfig(image_root="x"))
+
+
+def test_create_finishes_a_create_that_stopped_before_the_config(tmp_path):
+    # A full disk while the store was being created leaves alloop.db and no alloop.toml.
+    (tmp_path / "p").mkdir()
+    Store(tmp_path / "p" / "alloop.db", create=True).close()
+    with Project.create(tmp_path / "p", ProjectConfig(image_root="x")) as p:
+        assert p.store.iterations() == []
+    assert (tmp_path / "p" / "alloop.toml").exists()
+
+
+def test_create_refuses_a_store_with_work_whose_config_went_missing(tmp_path):
+    with Project.create(tmp_path / "p", ProjectConfig(image_root="x")) as p:
+        p.store.start_iteration(0, method="random", score_spec=None, config={})
+    (tmp_path / "p" / "alloop.toml").unlink()
+    with pytest.raises(ProjectError, match=r"alloop.db holds a project but alloop.toml is missing; restore .*alloop.toml"):
+        Project.create(tmp_path / "p", ProjectConfig(image_root="x"))
+    assert (tmp_path / "p" / "alloop.db").exists()
 
 
 def _hold_lock(root, started, release):

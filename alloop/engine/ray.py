@@ -140,8 +140,10 @@ class RayEngine:
         # itself) are noise in alloop's output; its log file under the Ray session keeps everything.
         import ray.data
 
+        # Only Ray Data's own console handlers: the root logger's (the caller's, pytest's) stay as they are.
+        shared = set(logging.getLogger().handlers)
         for handler in logging.getLogger("ray.data").handlers:
-            if not isinstance(handler, logging.FileHandler):
+            if not isinstance(handler, logging.FileHandler) and handler not in shared:
                 handler.setLevel(logging.CRITICAL)
         self._ray = ray
         return ray
