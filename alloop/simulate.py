@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import tomllib
 
 from alloop import atomic, loop
 from alloop.boxes import Box, ImageAnnotation
@@ -34,7 +35,7 @@ from alloop.curves import (
     summarise,
 )
 from alloop.device import resolve_device
-from alloop.errors import ConfigError, LabelError
+from alloop.errors import ConfigError, LabelError, SelectionError
 from alloop.evaluate import evaluate
 from alloop.oracle import GroundTruthOracle
 from alloop.project import Project, ProjectConfig
@@ -46,6 +47,46 @@ CURVE_COLUMNS = ["method", "seed", "round", "n_labeled", "map50", "map", "n_boxe
 # and how the model does on that slice of the test split. Finding the rare cases is much of what
 # active learning is bought for, and an overall mAP hides them.
 SLICE_COLUMNS = ["method", "seed", "round", "slice", "labeled", "labeled_boxes", "test_images", "map50"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One entry of ``--methods``: ``NAME[+KEY=VALUE...][@SCORE]``, e.g. ``auto+low_budget=1000@entropy:mean``.
+
+    The options go into the run's ``[selection] options`` (as in alloop.toml), so one method can run
+    beside itself with another setting; VALUE is read as TOML (numbers, true/false), else as text.
+    """
+
+    name: str
+    options: dict[str, Any]
+    score: str | None
+
+    @classmethod
+    def parse(cls, spec: str) -> MethodSpec:
+        from alloop.select import selector_for
+
+        head, at, score = spec.partition("@")
+        if at and not score:
+            raise ConfigError(f"--methods: {spec!r} names no score after '@' (e.g. coral@entropy:mean)")
+        name, *pairs = head.split("+")
+        options: dict[str, Any] = {}
+        for pair in pairs:
+            key, eq, raw = pair.partition("=")
+            if not eq or not key.strip():
+                raise ConfigError(f"--methods: {spec!r}: option {pair!r} is not KEY=VALUE (e.g. auto+low_budget=1000)")
+            try:
+                options[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
+            except tomllib.TOMLDecodeError:
+                options[key.strip()] = raw
+        try:
+            known = selector_for(name).defaults
+        except SelectionError as exc:  # an unknown method, refused before any run starts
+            raise ConfigError(f"--methods: {exc}") from None
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ConfigError(f"--methods: {spec!r}: {name} has no option {', '.join(unknown)}; "
+                              f"its options: {', '.join(sorted(known)) or 'none'}")
+        return cls(name, options, score or None)
 
 
 @dataclass(frozen=True)
@@ -78,9 +119,7 @@ class SimulationPlan:
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"--test-fraction must be in (0, 1), got {self.test_fraction}")
         for spec in self.methods:
-            name, at, score = spec.partition("@")
-            if at and not score:
-                raise ConfigError(f"--methods: {spec!r} names no score after '@' (e.g. coral@entropy:mean)")
+            MethodSpec.parse(spec)
         if "random" not in self.methods:
             log.info("no 'random' in --methods: the comparison to random sampling is skipped")
 
@@ -124,6 +163,7 @@ def simulate(plan: SimulationPlan, *, progress: bool = True, echo: Callable[[str
             run = out / "runs" / f"seed-{seed}" / _run_name(method)
             if not run.exists():
                 shutil.copytree(base, run, ignore=shutil.ignore_patterns(".alloop.lock"))
+            _set_method_options(run, MethodSpec.parse(method).options)
             _write_slices(run, pool_slices)
             for rnd in range(1, plan.rounds + 1):
                 if (method, seed, rnd) in done:
@@ -226,10 +266,20 @@ def _step_once(run: Path, oracle: GroundTruthOracle, rnd: int, plan: SimulationP
         return oracle.label([r.path for r in rows], run / "labels" / f"round-{rnd}.json")
 
     # "NAME@SCORE" runs method NAME with its own score (e.g. coral@entropy:mean beside auto).
-    name, _, score = method.partition("@")
+    spec = MethodSpec.parse(method)
     # Methods that use no scores do not need the pool inference (the test-set evaluation is separate).
-    return loop.step(run, labels=None, n=plan.budget_per_round, method=name, score=score or plan.score,
+    return loop.step(run, labels=None, n=plan.budget_per_round, method=spec.name, score=spec.score or plan.score,
                      progress=progress, annotator=annotate, infer_pool=False)
+
+
+def _set_method_options(run: Path, options: dict[str, Any]) -> None:
+    """Write a method spec's options into the run's alloop.toml (``[selection] options``)."""
+    if not options:
+        return
+    with Project.open(run) as project:
+        merged = {**project.config.selection_options, **options}
+        if merged != project.config.selection_options:
+            project.save_config(project.config.with_changes(selection_options=merged))
 
 
 def _iteration_done(run: Path, iteration: int) -> bool:

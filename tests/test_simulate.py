@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from alloop.cli import app
 from alloop.curves import area_under_curve, labels_to_reach, summarise
 from alloop.errors import ConfigError
-from alloop.simulate import SimulationPlan
+from alloop.simulate import MethodSpec, SimulationPlan
 
 
 def test_labels_to_reach_interpolates():
@@ -86,6 +86,35 @@ def test_tiny_simulation_from_the_cli(tmp_path, orchard):
 def test_method_at_score_needs_a_score(tmp_path):
     with pytest.raises(ConfigError, match="names no score after '@'"):
         SimulationPlan(images=tmp_path, ground_truth=tmp_path / "gt.json", out=tmp_path, methods=("random", "coral@"))
+
+
+def test_method_spec_takes_options_and_a_score():
+    spec = MethodSpec.parse("auto+low_budget=1000+uncertainty=0.25@entropy:mean")
+    assert (spec.name, spec.options, spec.score) == ("auto", {"low_budget": 1000, "uncertainty": 0.25}, "entropy:mean")
+    assert MethodSpec.parse("random") == MethodSpec("random", {}, None)
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("auto+low_budget", r"'auto\+low_budget': option 'low_budget' is not KEY=VALUE \(e.g. auto\+low_budget=1000\)"),
+    ("auto+=3", "option '=3' is not KEY=VALUE"),
+    ("auto+alpah=0.5", "auto has no option alpah; its options: .*alpha.*low_budget"),
+    ("random+low_budget=3", "random has no option low_budget; its options: none"),
+    ("nosuch+x=1", "--methods: unknown selection method 'nosuch'; known: auto, coral"),
+])
+def test_method_spec_refuses_bad_options_in_one_line(tmp_path, spec, message):
+    with pytest.raises(ConfigError, match=message):
+        SimulationPlan(images=tmp_path, ground_truth=tmp_path / "gt.json", out=tmp_path, methods=("random", spec))
+
+
+def test_a_method_specs_options_land_in_its_runs_config(tmp_path):
+    from alloop.project import Project, ProjectConfig
+    from alloop.simulate import _set_method_options
+
+    with Project.create(tmp_path / "run", ProjectConfig(image_root="x", selection_options={"alpha": 0.3})):
+        pass
+    _set_method_options(tmp_path / "run", {"low_budget": 1000})
+    with Project.open(tmp_path / "run") as p:
+        assert p.config.selection_options == {"alpha": 0.3, "low_budget": 1000}
 
 
 def test_slice_summary_shares_and_boxes():

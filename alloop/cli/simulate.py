@@ -19,7 +19,7 @@ def simulate(
     out: Annotated[Path, typer.Option(help="Output folder: curves.csv, summary.csv, learning_curve.png, runs/.")] = Path(SIMULATION.out),
     budget_per_round: Annotated[int, typer.Option(min=1, help="Labels bought per round (the batch size of each step).")] = SIMULATION.budget_per_round,
     rounds: Annotated[int, typer.Option(min=1, help="Steps per run.")] = SIMULATION.rounds,
-    methods: Annotated[str, typer.Option(help="Comma-separated selection methods to compare; NAME@SCORE gives one its own score, e.g. coral@entropy:mean.")] = ",".join(SIMULATION.methods),
+    methods: Annotated[str, typer.Option(help="Comma-separated selection methods to compare; NAME@SCORE gives one its own score (coral@entropy:mean), NAME+KEY=VALUE its own option (auto+low_budget=1000).")] = ",".join(SIMULATION.methods),
     seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..N-1); curves show mean ± std.")] = SIMULATION.seeds,
     first_batch_excludes: Annotated[Optional[str], typer.Option(help="Comma-separated scenes (the ground truth's per-image \"scene\") the shared first batch must not contain, so the first model is blind to them.")] = None,
     initial: Annotated[Optional[int], typer.Option(help="Size of the shared first batch (default: --budget-per-round).")] = None,
