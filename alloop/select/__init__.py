@@ -93,7 +93,7 @@ register(
     Selector(
         "typiclust",
         ("embeddings",),
-        MappingProxyType({"uncertainty": 0.0}),
+        MappingProxyType({"uncertainty": 0.0, "threads": DEFAULT_THREADS}),
         run_typiclust,
         "most typical image of the least-covered k-means clusters (Hacohen et al. 2022); "
         "uncertainty > 0 weighs the score in",

@@ -62,7 +62,7 @@ def run_auto(
     n_labeled = int(np.asarray(inputs.labeled).sum())
     which = regime(n_labeled, inputs.scores is not None, int(low_budget))
     if which == "cold-start":
-        inner = run_typiclust(k, inputs, pool, seed=seed, device=device)
+        inner = run_typiclust(k, inputs, pool, seed=seed, device=device, threads=threads)
     elif which == "low-budget":
         inner = run_maxherding(k, inputs, pool, seed=seed, device=device, uncertainty=uncertainty)
     else:

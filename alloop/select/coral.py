@@ -150,7 +150,8 @@ def coral_greedy(
         # The static term mixes uncertainty and typicality; both are fixed per row, so the lazy
         # engine's bounds (the objective is increasing in d and in this term) stay exact.
         if typical is None:
-            typical = typicality_of(np.asarray(embeddings.cpu() if isinstance(embeddings, torch.Tensor) else embeddings))
+            typical = typicality_of(np.asarray(embeddings.cpu() if isinstance(embeddings, torch.Tensor) else embeddings),
+                                    threads=threads)
         tnorm, _, _ = normalised_scores(typical, np.flatnonzero(pool))
         snorm = ((1.0 - typicality) * snorm.astype(np.float64) + typicality * tnorm).astype(np.float32)
     raw = np.asarray(scores, dtype=np.float64)

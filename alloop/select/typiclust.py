@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from alloop.select.base import Selection, SelectionInputs, make_selection, unit_weight
+from alloop.select.coreset import DEFAULT_THREADS, check_engine_options
 from alloop.select.typicality import K_NEIGHBOURS, normalised, typicality
 
 MIN_CLUSTER_SIZE = 5
@@ -63,6 +64,7 @@ def cluster(embeddings: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
 def typiclust(
     embeddings: np.ndarray, labeled: np.ndarray, k: int, *, seed: int = 0,
     clusters: np.ndarray | None = None, scores: np.ndarray | None = None, uncertainty: float = 0.0,
+    threads: int = DEFAULT_THREADS,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """k picks (row indices, in order), each pick's value within its cluster, and info."""
     labeled = np.asarray(labeled, dtype=bool).copy()
@@ -99,7 +101,7 @@ def typiclust(
         members = by_cluster[starts[c] : starts[c + 1]]
         kk = max(1, min(K_NEIGHBOURS, len(members) // 2))
         if c not in cached:
-            cached[c] = typicality(x[members], kk) if len(members) > 1 else np.ones(1)
+            cached[c] = typicality(x[members], kk, threads=threads) if len(members) > 1 else np.ones(1)
         typ = cached[c]
         if use_scores:
             free = ~labeled[members]
@@ -118,13 +120,16 @@ def typiclust(
 
 def run_typiclust(
     k: int, inputs: SelectionInputs, pool: np.ndarray, *, seed: int = 0, device: str = "cpu",
-    uncertainty: float = 0.0,
+    uncertainty: float = 0.0, threads: int = DEFAULT_THREADS,
 ) -> Selection:
-    """The ``typiclust`` selector (seeded through k-means); ``uncertainty`` > 0 uses the scores inside clusters."""
+    """The ``typiclust`` selector (seeded through k-means); ``uncertainty`` > 0 uses the scores inside clusters.
+
+    ``threads``: intra-op threads of the typicality pass (0: torch's current setting)."""
     assert inputs.embeddings is not None
     w = unit_weight("typiclust", "uncertainty", uncertainty)
+    check_engine_options("typiclust", None, threads)
     picks, values, info = typiclust(inputs.embeddings, inputs.labeled, k, seed=seed, scores=inputs.scores,
-                                    uncertainty=w)
+                                    uncertainty=w, threads=threads)
     return make_selection("typiclust", picks, None, inputs.scores, {"seed": seed, **info}, objective=values)
 
 

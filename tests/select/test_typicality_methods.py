@@ -91,6 +91,20 @@ def test_typiclust_prefers_uncovered_clusters_and_is_seeded():
     np.testing.assert_array_equal(picks, typiclust(x, labeled, 2, seed=4)[0])
 
 
+@pytest.mark.parametrize("method", ["typiclust", "coral"])
+def test_the_typicality_pass_takes_threads_and_picks_the_same(method):
+    x = unit_rows(300, seed=3)
+    labeled = np.zeros(300, bool)
+    labeled[:4] = True
+    inputs = SelectionInputs(x, labeled, np.random.default_rng(2).random(300))
+    extra = {"typicality": 0.5} if method == "coral" else {}
+    one = select(method, 12, inputs, seed=1, threads=1, **extra)
+    two = select(method, 12, inputs, seed=1, threads=2, **extra)
+    np.testing.assert_array_equal(one.indices, two.indices)
+    with pytest.raises(SelectionError, match=f"{method} option threads must be an integer >= 0"):
+        select(method, 12, inputs, threads=-1, **extra)
+
+
 def test_maxherding_matches_brute_force():
     x = unit_rows(120, seed=2)
     labeled = np.zeros(120, bool)
@@ -293,9 +307,9 @@ def test_typiclust_computes_each_clusters_typicality_once(monkeypatch):
     expected = typiclust(x, labeled, 40, seed=2)[0]
     calls = []
 
-    def counted(emb, k):
+    def counted(emb, k, **options):
         calls.append(len(emb))
-        return typicality(emb, k)
+        return typicality(emb, k, **options)
 
     monkeypatch.setattr(tc, "typicality", counted)
     picks, _, info = typiclust(x, labeled, 40, seed=2)
