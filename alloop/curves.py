@@ -29,10 +29,18 @@ def slice_summary(slices: pd.DataFrame) -> pd.DataFrame:
                  map50_std=("map50", "std"), seeds=("seed", "nunique")).reset_index()
 
 
-def mean_curves(curves: pd.DataFrame, metric: str = "map50") -> pd.DataFrame:
-    """Per method and labeled count: mean and std of ``metric`` over seeds."""
-    g = curves.groupby(["method", "n_labeled"])[metric]
-    return g.agg(["mean", "std", "count"]).reset_index().fillna({"std": 0.0})
+def mean_curves(curves: pd.DataFrame, metric: str = "map50", x: str = "n_labeled") -> pd.DataFrame:
+    """Per method and labeled count: mean and std of ``metric`` over seeds.
+
+    ``x="n_boxes"`` (labeled boxes, which differ per seed): per method and round, with ``x`` the
+    mean over seeds as well.
+    """
+    if x == "n_labeled":
+        g = curves.groupby(["method", "n_labeled"])[metric]
+        return g.agg(["mean", "std", "count"]).reset_index().fillna({"std": 0.0})
+    g = curves.groupby(["method", "round"])
+    return g.agg(mean=(metric, "mean"), std=(metric, "std"), count=(metric, "count"),
+                 **{x: (x, "mean")}).reset_index().fillna({"std": 0.0})
 
 
 def area_under_curve(n: np.ndarray, y: np.ndarray) -> float:
@@ -54,20 +62,23 @@ def labels_to_reach(n: np.ndarray, y: np.ndarray, target: float) -> float:
     return float("inf")
 
 
-def summarise(curves: pd.DataFrame, metric: str = "map50") -> pd.DataFrame:
-    """Per method: final mAP, AUC (mean ± std over seeds), labels needed to reach random's final mAP."""
+def summarise(curves: pd.DataFrame, metric: str = "map50", x: str = "n_labeled") -> pd.DataFrame:
+    """Per method: final mAP, AUC (mean ± std over seeds), labels needed to reach random's final mAP.
+
+    ``x="n_boxes"`` counts the cost in labeled boxes instead of images: the AUC is over boxes and
+    ``labels_to_reach_random_final`` / ``share_of_random_labels`` are in boxes (``unit`` says which).
+    """
     out = []
-    means = mean_curves(curves, metric)
+    means = mean_curves(curves, metric, x)
     random_target = random_n = None
     if "random" in set(curves["method"]):
-        r = means[means.method == "random"].sort_values("n_labeled")
-        random_target, random_n = float(r["mean"].iloc[-1]), float(r["n_labeled"].iloc[-1])
+        r = means[means.method == "random"].sort_values(x)
+        random_target, random_n = float(r["mean"].iloc[-1]), float(r[x].iloc[-1])
     for method, grp in curves.groupby("method"):
-        aucs = [area_under_curve(s.sort_values("n_labeled")["n_labeled"].to_numpy(float),
-                                 s.sort_values("n_labeled")[metric].to_numpy(float))
+        aucs = [area_under_curve(s.sort_values(x)[x].to_numpy(float), s.sort_values(x)[metric].to_numpy(float))
                 for _, s in grp.groupby("seed")]
-        m = means[means.method == method].sort_values("n_labeled")
-        n, y = m["n_labeled"].to_numpy(float), m["mean"].to_numpy(float)
+        m = means[means.method == method].sort_values(x)
+        n, y = m[x].to_numpy(float), m["mean"].to_numpy(float)
         need = labels_to_reach(n, y, random_target) if random_target is not None else float("nan")
         out.append({
             "method": method,
@@ -78,6 +89,7 @@ def summarise(curves: pd.DataFrame, metric: str = "map50") -> pd.DataFrame:
             "auc_std": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0,
             "labels_to_reach_random_final": need,
             "share_of_random_labels": need / random_n if random_n else float("nan"),
+            "unit": "images" if x == "n_labeled" else "boxes",
         })
     return pd.DataFrame(out)
 
@@ -96,11 +108,7 @@ def plot_curves(curves: pd.DataFrame, path: Path, metric: str = "map50", x: str 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    if x == "n_labeled":
-        means = mean_curves(curves, metric)
-    else:  # boxes differ per seed: average both axes per method and round
-        g = curves.groupby(["method", "round"])
-        means = g.agg(mean=(metric, "mean"), std=(metric, "std"), **{x: (x, "mean")}).reset_index().fillna({"std": 0.0})
+    means = mean_curves(curves, metric, x)  # boxes differ per seed: both axes averaged per round
     for method, m in means.groupby("method"):
         m = m.sort_values(x)
         ax.plot(m[x], m["mean"], marker="o", label=method)

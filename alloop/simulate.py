@@ -3,7 +3,8 @@
 The ground truth plays the annotator. A fixed test split is held out of the pool (so every
 method is measured on the same images, which no method could select); for each seed one
 initial batch is drawn and copied to every method, so all methods start from the same state;
-then each method runs ``rounds`` steps of ``budget_per_round`` labels. After every step the
+then each method runs ``rounds`` steps of ``budget_per_round`` labels (or of about ``budget_boxes``
+boxes: labeling cost is per box, and every method then buys as much work). After every step the
 freshly trained detector is evaluated on the test split. Output: a learning-curve table
 (CSV), a plot (mean ± std over seeds), the area under each curve and the labels each method
 needs to reach random sampling's final mAP.
@@ -97,6 +98,9 @@ class SimulationPlan:
     ground_truth: Path
     out: Path
     budget_per_round: int = SIMULATION.budget_per_round
+    # Buy about this many boxes a round instead (estimated as `step --budget-boxes` does), so every
+    # method spends about the same annotation work; budget_per_round then caps the images a round.
+    budget_boxes: int | None = None
     rounds: int = SIMULATION.rounds
     # Method names, or NAME@SCORE to give one method its own uncertainty score.
     methods: tuple[str, ...] = SIMULATION.methods
@@ -114,6 +118,8 @@ class SimulationPlan:
     def __post_init__(self) -> None:
         if self.budget_per_round <= 0 or self.rounds <= 0:
             raise ConfigError("--budget-per-round and --rounds must be positive")
+        if self.budget_boxes is not None and (isinstance(self.budget_boxes, bool) or self.budget_boxes <= 0):
+            raise ConfigError(f"--budget-boxes must be a positive number of boxes, got {self.budget_boxes!r}")
         if not self.methods or not self.seeds:
             raise ConfigError("--methods and --seeds must not be empty")
         if not 0.0 < self.test_fraction < 1.0:
@@ -184,14 +190,18 @@ def simulate(plan: SimulationPlan, *, progress: bool = True, echo: Callable[[str
                                for r in _slice_rows(m, test, pool_slices, pool_boxes)]
                 atomic.write_text(slices_csv, pd.DataFrame(slice_rows, columns=SLICE_COLUMNS).to_csv(index=False))
                 atomic.write_text(curves_csv, pd.DataFrame(rows, columns=CURVE_COLUMNS).to_csv(index=False))
-                echo(f"  {method} seed {seed}: {m['n_labeled']} labels → test mAP@0.5 {m['map50']:.3f}")
+                echo(f"  {method} seed {seed}: {m['n_labeled']} labels ({rows[-1]['n_boxes']} boxes) → test mAP@0.5 "
+                     f"{m['map50']:.3f}")
     curves = pd.DataFrame(rows, columns=CURVE_COLUMNS).sort_values(["method", "seed", "round"])
-    summary = summarise(curves)
+    # A box budget compares methods by the boxes they bought (their image counts differ per seed).
+    by_boxes = plan.budget_boxes is not None
+    summary = summarise(curves, x="n_boxes" if by_boxes else "n_labeled")
     summary_csv = out / "summary.csv"
     atomic.write_text(summary_csv, summary.to_csv(index=False))
-    plot = plot_curves(curves, out / "learning_curve.png")
-    if curves["n_boxes"].notna().all():  # labeling cost is per box: the same curves against boxes
+    plot = plot_curves(curves, out / "learning_curve.png", x="n_boxes" if by_boxes else "n_labeled")
+    if not by_boxes and curves["n_boxes"].notna().all():  # labeling cost is per box: the same curves in boxes
         plot_curves(curves, out / "learning_curve_boxes.png", x="n_boxes")
+        atomic.write_text(out / "summary_boxes.csv", summarise(curves, x="n_boxes").to_csv(index=False))
     _share_curves(out, curves)
     slices = pd.DataFrame(slice_rows, columns=SLICE_COLUMNS)
     return SimulationResult(curves, summary, curves_csv, summary_csv, plot, extra={"slices": slices})
@@ -268,7 +278,8 @@ def _step_once(run: Path, oracle: GroundTruthOracle, rnd: int, plan: SimulationP
     # "NAME@SCORE" runs method NAME with its own score (e.g. coral@entropy:mean beside auto).
     spec = MethodSpec.parse(method)
     # Methods that use no scores do not need the pool inference (the test-set evaluation is separate).
-    return loop.step(run, labels=None, n=plan.budget_per_round, method=spec.name, score=spec.score or plan.score,
+    return loop.step(run, labels=None, n=plan.budget_per_round, budget_boxes=plan.budget_boxes,
+                     method=spec.name, score=spec.score or plan.score,
                      progress=progress, annotator=annotate, infer_pool=False)
 
 

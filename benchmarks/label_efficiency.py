@@ -43,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pool", type=int, default=300, help="synthetic images to generate (pool + test)")
     p.add_argument("--size", default="192x144", help="synthetic image size WxH")
     p.add_argument("--budget", type=int, default=20, help="labels per round")
+    p.add_argument("--budget-boxes", type=int, default=None,
+                   help="buy about this many estimated boxes a round instead (--budget then caps the images)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed … first-seed+seeds-1")
@@ -89,16 +91,19 @@ def main(argv: list[str] | None = None) -> int:
     config = ProjectConfig(image_root=".", device=args.device, embedder=embedder_name, embedder_options=embedder,
                            trainer_options=trainer)
     plan = SimulationPlan(images=images, ground_truth=labels, out=args.out, budget_per_round=args.budget,
+                          budget_boxes=args.budget_boxes,
                           rounds=args.rounds, methods=tuple(args.methods.split(",")), seeds=tuple(range(args.first_seed, args.first_seed + args.seeds)),
                           score=args.score, config=config,
                           first_batch_excludes=tuple(x for x in args.first_batch_excludes.split(",") if x))
     result = simulate(plan, progress=False, echo=lambda m: print(m, flush=True))
     minutes = (time.perf_counter() - t0) / 60
 
-    print("\nmean ± std of test mAP@0.5 over seeds")
-    means = mean_curves(result.curves)
-    table = means.pivot(index="n_labeled", columns="method", values="mean")
-    stds = means.pivot(index="n_labeled", columns="method", values="std")
+    print("\nmean ± std of test mAP@0.5 over seeds" + (", by round (the boxes bought: curves.csv)" if args.budget_boxes else ""))
+    # Box budgets: image and box counts differ per seed, so the rows are rounds.
+    index = "round" if args.budget_boxes else "n_labeled"
+    means = mean_curves(result.curves, x="n_boxes") if args.budget_boxes else mean_curves(result.curves)
+    table = means.pivot(index=index, columns="method", values="mean")
+    stds = means.pivot(index=index, columns="method", values="std")
     print(table.round(3).astype(str).add(" ± ").add(stds.round(3).astype(str)).to_string())
     print("\n" + result.summary.round(3).to_string(index=False))
     slices = slice_summary(result.extra.get("slices", pd.DataFrame()))

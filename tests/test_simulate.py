@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from alloop.cli import app
 from alloop.curves import area_under_curve, labels_to_reach, summarise
 from alloop.errors import ConfigError
+from alloop.project import Project
 from alloop.simulate import MethodSpec, SimulationPlan
 
 
@@ -40,11 +41,31 @@ def test_summary_compares_with_random():
     assert s.loc["coral", "auc"] > s.loc["random", "auc"]
 
 
+def test_summary_against_boxes_averages_each_round_over_seeds():
+    # Box-budgeted runs: image and box counts differ per seed; the x axis is the seeds' mean boxes per round.
+    rows = []
+    for seed, extra in ((0, 0), (1, 20)):
+        for rnd, (r, c) in enumerate(((0.1, 0.2), (0.3, 0.5)), start=1):
+            rows.append({"method": "random", "seed": seed, "round": rnd, "n_labeled": 5 * rnd + seed,
+                         "n_boxes": 100 * rnd + extra, "map50": r})
+            rows.append({"method": "coral", "seed": seed, "round": rnd, "n_labeled": 4 * rnd + seed,
+                         "n_boxes": 100 * rnd + extra, "map50": c})
+    s = summarise(pd.DataFrame(rows), x="n_boxes").set_index("method")
+    assert set(s["unit"]) == {"boxes"}
+    # random ends at 0.3 after 210 boxes on average; coral passes 0.3 halfway from 110 (0.2) to 210 (0.5) boxes.
+    assert s.loc["coral", "labels_to_reach_random_final"] == pytest.approx(110 + 100 / 3)
+    assert s.loc["coral", "share_of_random_labels"] == pytest.approx((110 + 100 / 3) / 210)
+    assert s.loc["random", "auc"] == pytest.approx(0.2) and s.loc["coral", "auc"] == pytest.approx(0.35)
+    assert set(summarise(pd.DataFrame(rows))["unit"]) == {"images"}
+
+
 def test_plan_validation(tmp_path):
     with pytest.raises(ConfigError, match="test-fraction"):
         SimulationPlan(images=tmp_path, ground_truth=tmp_path / "gt.json", out=tmp_path, test_fraction=1.5)
     with pytest.raises(ConfigError, match="positive"):
         SimulationPlan(images=tmp_path, ground_truth=tmp_path / "gt.json", out=tmp_path, rounds=0)
+    with pytest.raises(ConfigError, match="--budget-boxes must be a positive number of boxes, got 0"):
+        SimulationPlan(images=tmp_path, ground_truth=tmp_path / "gt.json", out=tmp_path, budget_boxes=0)
 
 
 def test_unreadable_ground_truth_is_one_line_error(tmp_path, orchard):
@@ -81,6 +102,28 @@ def test_tiny_simulation_from_the_cli(tmp_path, orchard):
     # Rerunning continues: nothing to do, same curves.
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and len(pd.read_csv(tmp_path / "sim" / "curves.csv")) == 4
+
+
+@pytest.mark.slow
+def test_a_box_budgeted_simulation_counts_boxes(tmp_path, orchard):
+    args = ["simulate", "--images", str(orchard / "images"), "--labels", str(orchard / "annotations.json"),
+            "--out", str(tmp_path / "sim"), "--budget-per-round", "4", "--budget-boxes", "30", "--rounds", "2",
+            "--methods", "random,coral", "--seeds", "1", "--embedder", "backbone", "-E", "arch=\"mobilenet_v3_small\"",
+            "-E", "weights=\"none\"", "-E", "image_size=32", "-T", "weights=\"none\"", "-T", "epochs=1",
+            "-T", "max_steps=2", "-T", "min_size=96", "-T", "max_size=128", "--device", "cpu", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "boxes to match random" in result.output
+    summary = pd.read_csv(tmp_path / "sim" / "summary.csv")
+    assert set(summary["unit"]) == {"boxes"} and not (tmp_path / "sim" / "summary_boxes.csv").exists()
+    for method in ("random", "coral"):
+        with Project.open(tmp_path / "sim" / "runs" / "seed-0" / method, lock=False) as p:
+            it = p.store.iteration(1)
+            assert it.config["budget_boxes"] == 30
+            # random uses no scores, yet the pool was predicted: the box budget's cost estimate needs it.
+            assert len(p.store.scores(1, p.config.score)) > 0
+            batch = [t for t in p.store.tags() if t.iteration == 1]
+            assert batch and 1 <= batch[0].size <= 4
 
 
 def test_method_at_score_needs_a_score(tmp_path):

@@ -18,6 +18,7 @@ def simulate(
     labels: Annotated[Path, typer.Option("--labels", "-l", help="Their ground truth as COCO JSON (file_name relative to --images).")],
     out: Annotated[Path, typer.Option(help="Output folder: curves.csv, summary.csv, learning_curve.png, runs/.")] = Path(SIMULATION.out),
     budget_per_round: Annotated[int, typer.Option(min=1, help="Labels bought per round (the batch size of each step).")] = SIMULATION.budget_per_round,
+    budget_boxes: Annotated[Optional[int], typer.Option(min=1, help="Buy about this many boxes a round instead, estimated from the model's predictions as `step --budget-boxes` does (--budget-per-round then caps the images); the summary and plot then count boxes.")] = None,
     rounds: Annotated[int, typer.Option(min=1, help="Steps per run.")] = SIMULATION.rounds,
     methods: Annotated[str, typer.Option(help="Comma-separated selection methods to compare; NAME@SCORE gives one its own score (coral@entropy:mean), NAME+KEY=VALUE its own option (auto+low_budget=1000).")] = ",".join(SIMULATION.methods),
     seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..N-1); curves show mean ± std.")] = SIMULATION.seeds,
@@ -47,6 +48,7 @@ def simulate(
             embedder_options=parse_options(embedder_option, "--embedder-option"),
             trainer_options=parse_options(trainer_option, "--trainer-option"))
         plan = SimulationPlan(images=images, ground_truth=labels, out=out, budget_per_round=budget_per_round,
+                              budget_boxes=budget_boxes,
                               rounds=rounds, methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
                               seeds=tuple(range(seeds)), initial=initial, test_fraction=test_fraction,
                               score=score, config=cfg,
@@ -55,8 +57,9 @@ def simulate(
         return run_simulation(plan, progress=not quiet, echo=console.print)
 
     r = run(go)
-    table = Table(title="label efficiency (test mAP@0.5)")
-    for col in ("method", "final mAP@.5", "AUC", "labels to match random", "of random's"):
+    unit = "boxes" if budget_boxes else "labels"
+    table = Table(title=f"label efficiency (test mAP@0.5{', against labeled boxes' if budget_boxes else ''})")
+    for col in ("method", "final mAP@.5", "AUC", f"{unit} to match random", "of random's"):
         table.add_column(col, no_wrap=True)
     for row in r.summary.to_dict("records"):
         table.add_row(row["method"], f"{row['final_map50']:.3f} ± {row['final_map50_std']:.3f}",

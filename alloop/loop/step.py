@@ -102,8 +102,9 @@ def step(
         trained = stages.run("train", partial(train_model, turn, trainer, data))
         checkpoint = project.root / (trained.checkpoint or store.iteration(it).checkpoint)
         evaluated = stages.run("evaluate", partial(evaluate_model, turn, trainer, checkpoint, data, classes))
-        # Pool predictions feed the scores, the pre-annotations and the report.
-        pool = turn.candidates() if infer_pool or "scores" in selector_for(plan.method).uses else []
+        # Pool predictions feed the scores, the pre-annotations, the report and a box budget's cost estimate.
+        needed = infer_pool or plan.budget_boxes or "scores" in selector_for(plan.method).uses
+        pool = turn.candidates() if needed else []
         stages.run("infer", partial(predict_pool, turn, trainer, checkpoint, pool, len(classes), plan.score))
         stages.run("score", partial(score_pool, turn, plan.score, quality_of(evaluated, classes)))
         selected = stages.run("select", partial(select_next_batch, turn, method=plan.method, score=plan.score,
