@@ -52,7 +52,8 @@ def run_demo(
         generate_orchard(data, n_images, size=size, seed=0, progress=progress)
     oracle = GroundTruthOracle(data / "annotations.json")
     if not loop.is_initialised(project_dir):
-        echo("alloop init: register, embed (self-supervised on the pool), select the first batch …")
+        echo("alloop init: register, embed (ImageNet backbone, or self-supervised on the pool without its weights), "
+             "select the first batch …")
         loop.init(project_dir, data / "images", n=batch, config=demo_config(data / "images", device=device, size=size),
                   progress=progress)
     with Project.open(project_dir, lock=False) as p:
