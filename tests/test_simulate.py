@@ -76,13 +76,18 @@ def test_unreadable_ground_truth_is_one_line_error(tmp_path, orchard):
     assert result.exit_code == 1 and "not a readable COCO ground truth" in result.output
 
 
-@pytest.mark.slow
-def test_tiny_simulation_from_the_cli(tmp_path, orchard):
-    args = ["simulate", "--images", str(orchard / "images"), "--labels", str(orchard / "annotations.json"),
-            "--out", str(tmp_path / "sim"), "--budget-per-round", "4", "--rounds", "2", "--methods", "random,coral",
+def _tiny_simulation(orchard, out, *extra: str) -> list[str]:
+    """`alloop simulate` of random and coral, 2 rounds of 4 labels, on models that take seconds."""
+    return ["simulate", "--images", str(orchard / "images"), "--labels", str(orchard / "annotations.json"),
+            "--out", str(out), "--budget-per-round", "4", "--rounds", "2", "--methods", "random,coral",
             "--seeds", "1", "--embedder", "backbone", "-E", "arch=\"mobilenet_v3_small\"", "-E", "weights=\"none\"",
             "-E", "image_size=32", "-T", "weights=\"none\"", "-T", "epochs=1", "-T", "max_steps=2",
-            "-T", "min_size=96", "-T", "max_size=128", "--device", "cpu", "--quiet"]
+            "-T", "min_size=96", "-T", "max_size=128", "--device", "cpu", "--quiet", *extra]
+
+
+@pytest.mark.slow
+def test_tiny_simulation_from_the_cli(tmp_path, orchard):
+    args = _tiny_simulation(orchard, tmp_path / "sim")
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     curves = pd.read_csv(tmp_path / "sim" / "curves.csv")
@@ -106,11 +111,7 @@ def test_tiny_simulation_from_the_cli(tmp_path, orchard):
 
 @pytest.mark.slow
 def test_a_box_budgeted_simulation_counts_boxes(tmp_path, orchard):
-    args = ["simulate", "--images", str(orchard / "images"), "--labels", str(orchard / "annotations.json"),
-            "--out", str(tmp_path / "sim"), "--budget-per-round", "4", "--budget-boxes", "30", "--rounds", "2",
-            "--methods", "random,coral", "--seeds", "1", "--embedder", "backbone", "-E", "arch=\"mobilenet_v3_small\"",
-            "-E", "weights=\"none\"", "-E", "image_size=32", "-T", "weights=\"none\"", "-T", "epochs=1",
-            "-T", "max_steps=2", "-T", "min_size=96", "-T", "max_size=128", "--device", "cpu", "--quiet"]
+    args = _tiny_simulation(orchard, tmp_path / "sim", "--budget-boxes", "30")
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "boxes to match random" in result.output
