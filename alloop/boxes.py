@@ -85,6 +85,10 @@ class Detections:
     - ``proposal_objectness``: (P,) float32, the RPN objectness of the image's top P proposals
       (after the RPN's own NMS, highest first), whether or not a box was kept from them.
     - ``proposal_foreground``: (P,) float32, 1 − p(background) the box head gives each of them.
+
+    ``features``: (N, D) float32, a descriptor of each box from the detector's own feature maps (the
+    torchvision trainer: D = 256, its proposal's RoIAlign over the FPN averaged over space), for
+    box-level similarity (:mod:`alloop.select.ppal`); None when the detector does not report it.
     """
 
     boxes: np.ndarray
@@ -94,6 +98,7 @@ class Detections:
     objectness: np.ndarray
     proposal_objectness: np.ndarray | None = None
     proposal_foreground: np.ndarray | None = None
+    features: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.boxes)
@@ -109,6 +114,8 @@ class Detections:
             raise ValueError("proposal_objectness and proposal_foreground come together (both or neither)")
         if po is not None and (po.ndim != 1 or po.shape != pf.shape):
             raise ValueError(f"proposal arrays must be (P,) alike, got {po.shape} and {pf.shape}")
+        if self.features is not None and (self.features.ndim != 2 or len(self.features) != n):
+            raise ValueError(f"features must be (N, D) with N={n}, got {self.features.shape}")
 
     @property
     def has_proposals(self) -> bool:
@@ -135,6 +142,7 @@ class Detections:
         return Detections(
             self.boxes[keep], self.labels[keep], self.scores[keep], self.probs[keep], self.objectness[keep],
             self.proposal_objectness, self.proposal_foreground,
+            None if self.features is None else self.features[keep],
         )
 
 

@@ -36,6 +36,9 @@ def _pack(dets: Sequence[Detections], num_classes: int, prefix: str) -> dict[str
             f"{prefix}proposal_objectness": cat("proposal_objectness", (0,), np.float32),
             f"{prefix}proposal_foreground": cat("proposal_foreground", (0,), np.float32),
         }
+    # Box descriptors likewise, stored as float16 (half the bytes; cosine similarity is unchanged to ~1e-3).
+    if dets and all(d.features is not None for d in dets) and len({d.features.shape[1] for d in dets}) == 1:
+        proposals[f"{prefix}features"] = np.concatenate([d.features for d in dets]).astype(np.float16)
     return {
         **proposals,
         f"{prefix}offsets": offsets,
@@ -68,6 +71,7 @@ class PackedDetections(Sequence[Detections]):
     proposal_objectness: np.ndarray | None = None  # (P,) float32
     proposal_foreground: np.ndarray | None = None  # (P,) float32
     has_proposals: np.ndarray | None = None  # (n,) bool
+    features: np.ndarray | None = None  # (B, D) float16 box descriptors, when every image has them
 
     @classmethod
     def of(cls, dets: Sequence[Detections], num_classes: int | None = None) -> PackedDetections:
@@ -99,6 +103,7 @@ class PackedDetections(Sequence[Detections]):
             proposal_objectness=data.get(f"{prefix}proposal_objectness"),
             proposal_foreground=data.get(f"{prefix}proposal_foreground"),
             has_proposals=has,
+            features=data.get(f"{prefix}features"),
         )
 
     def __len__(self) -> int:
@@ -116,8 +121,9 @@ class PackedDetections(Sequence[Detections]):
         if self.has_proposals is not None and self.has_proposals[i]:
             pa, pb = self.proposal_offsets[i], self.proposal_offsets[i + 1]
             po, pf = self.proposal_objectness[pa:pb], self.proposal_foreground[pa:pb]
+        feats = None if self.features is None else self.features[a:b].astype(np.float32)
         return Detections(self.boxes[a:b], self.labels[a:b], self.scores[a:b], self.probs[a:b],
-                          self.objectness[a:b], po, pf)
+                          self.objectness[a:b], po, pf, feats)
 
     def __iter__(self) -> Iterator[Detections]:
         return (self[i] for i in range(len(self)))
@@ -142,7 +148,8 @@ class PackedDetections(Sequence[Detections]):
                        "proposal_foreground": self.proposal_foreground[prow],
                        "has_proposals": self.has_proposals[images]}
         return PackedDetections(offsets, self.boxes[rows], self.labels[rows], self.scores[rows], self.probs[rows],
-                                self.objectness[rows], **regions)
+                                self.objectness[rows], **regions,
+                                features=None if self.features is None else self.features[rows])
 
     @classmethod
     def concat(cls, parts: Sequence[PackedDetections]) -> PackedDetections:
@@ -157,8 +164,11 @@ class PackedDetections(Sequence[Detections]):
                        "proposal_foreground": np.concatenate([p.proposal_foreground for p in parts]),
                        "has_proposals": np.concatenate([p.has_proposals for p in parts])}
         cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+        feats = None
+        if all(p.features is not None for p in parts) and len({p.features.shape[1] for p in parts}) == 1:
+            feats = cat("features")
         return cls(offsets("offsets"), cat("boxes"), cat("labels"), cat("scores"), cat("probs"), cat("objectness"),
-                    **regions)
+                    **regions, features=feats)
 
     def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
         """The arrays as :func:`save_predictions` writes them (regions only when every image has them)."""
@@ -168,11 +178,14 @@ class PackedDetections(Sequence[Detections]):
             out = {f"{prefix}proposal_offsets": self.proposal_offsets,
                    f"{prefix}proposal_objectness": self.proposal_objectness,
                    f"{prefix}proposal_foreground": self.proposal_foreground, **out}
+        if self.features is not None:
+            out[f"{prefix}features"] = self.features.astype(np.float16)
         return out
 
     def all_boxes(self) -> Detections:
         """Every image's boxes as one :class:`Detections` (for per-box functions; no regions)."""
-        return Detections(self.boxes, self.labels, self.scores, self.probs, self.objectness)
+        feats = None if self.features is None else self.features.astype(np.float32)
+        return Detections(self.boxes, self.labels, self.scores, self.probs, self.objectness, features=feats)
 
 
 def _ranges(offsets: np.ndarray, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -197,6 +210,7 @@ def _unpack(data: dict[str, np.ndarray], prefix: str) -> list[Detections]:
         props = [(obj[a:b], fg[a:b]) for a, b in zip(poff[:-1], poff[1:])]
     else:
         props = [(None, None)] * n
+    feats = data.get(f"{prefix}features")
     return [
         Detections(
             boxes=data[f"{prefix}boxes"][a:b],
@@ -206,6 +220,7 @@ def _unpack(data: dict[str, np.ndarray], prefix: str) -> list[Detections]:
             objectness=data[f"{prefix}objectness"][a:b],
             proposal_objectness=po,
             proposal_foreground=pf,
+            features=None if feats is None else feats[a:b].astype(np.float32),
         )
         for (a, b), (po, pf) in zip(zip(off[:-1], off[1:]), props)
     ]

@@ -76,10 +76,10 @@ def test_unreadable_ground_truth_is_one_line_error(tmp_path, orchard):
     assert result.exit_code == 1 and "not a readable COCO ground truth" in result.output
 
 
-def _tiny_simulation(orchard, out, *extra: str) -> list[str]:
-    """`alloop simulate` of random and coral, 2 rounds of 4 labels, on models that take seconds."""
+def _tiny_simulation(orchard, out, *extra: str, methods: str = "random,coral") -> list[str]:
+    """`alloop simulate` of ``methods``, 2 rounds of 4 labels, on models that take seconds."""
     return ["simulate", "--images", str(orchard / "images"), "--labels", str(orchard / "annotations.json"),
-            "--out", str(out), "--budget-per-round", "4", "--rounds", "2", "--methods", "random,coral",
+            "--out", str(out), "--budget-per-round", "4", "--rounds", "2", "--methods", methods,
             "--seeds", "1", "--embedder", "backbone", "-E", "arch=\"mobilenet_v3_small\"", "-E", "weights=\"none\"",
             "-E", "image_size=32", "-T", "weights=\"none\"", "-T", "epochs=1", "-T", "max_steps=2",
             "-T", "min_size=96", "-T", "max_size=128", "--device", "cpu", "--quiet", *extra]
@@ -125,6 +125,24 @@ def test_a_box_budgeted_simulation_counts_boxes(tmp_path, orchard):
             assert len(p.store.scores(1, p.config.score)) > 0
             batch = [t for t in p.store.tags() if t.iteration == 1]
             assert batch and 1 <= batch[0].size <= 4
+
+
+@pytest.mark.slow
+def test_ppal_selects_from_the_detectors_box_features(tmp_path, orchard):
+    """PPAL's second stage reads each predicted box's descriptor from the predictions file."""
+    args = _tiny_simulation(orchard, tmp_path / "sim", methods="random,ppal@dcus")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    curves = pd.read_csv(tmp_path / "sim" / "curves.csv")
+    assert sorted(curves["method"].unique()) == ["ppal@dcus", "random"] and len(curves) == 4
+    with Project.open(tmp_path / "sim" / "runs" / "seed-0" / "ppal__dcus", lock=False) as p:
+        from alloop.predictions import load_packed
+
+        _, dets, _ = load_packed(p.predictions_file(1))
+        assert dets.features is not None and dets.features.shape == (len(dets.boxes), 256)
+        picked = [t for t in p.store.tags() if t.iteration == 1]
+        assert picked and picked[0].size == 4
+        assert p.store.iteration(1).config["method"] == "ppal"
 
 
 def test_method_at_score_needs_a_score(tmp_path):

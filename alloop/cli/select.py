@@ -13,7 +13,7 @@ from alloop.cli.output import console, esc, run, setup_logging
 def select_cmd(
     project: ProjectArg,
     n: Annotated[Optional[int], typer.Option("--n", "-n", min=1, help="Batch size (default: the current batch's size).")] = None,
-    method: Annotated[Optional[str], typer.Option(help="auto, coral, typiclust, maxherding, coreset or random.")] = None,
+    method: Annotated[Optional[str], typer.Option(help="auto, coral, ppal (uncertain candidates, then category-conditioned box diversity), typiclust, maxherding, coreset or random.")] = None,
     score: Annotated[Optional[str], typer.Option(help="Score NAME:AGG for coral (any score stored this iteration).")] = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Selection option KEY=VALUE, e.g. -o alpha=0.3, -o score_threshold=0.2, -o balance=true.")] = None,
     quiet: QuietOpt = False,

@@ -18,7 +18,7 @@ def step(
     source: Annotated[Optional[str], typer.Option("--from", help="Take the labels from a live tool instead of a file: labelstudio (the annotations submitted in the Label Studio project `alloop labelstudio push` linked; $LABEL_STUDIO_URL, $LABEL_STUDIO_API_KEY).")] = None,
     label_format: Annotated[Optional[str], typer.Option("--format", "-f", help="Label format (sniffed when omitted): coco, labelstudio, cvat, cvat_xml, kitti, voc, yolo.")] = None,
     n: Annotated[Optional[int], typer.Option("--n", "-n", min=1, help=f"Batch size: how many NEW images to select for labeling now (not the total). Default {BATCH_SIZE}; an interrupted step resumes with its own unless --n is given.")] = None,
-    method: Annotated[Optional[str], typer.Option(help="Next-batch selection: auto (default: maxherding + uncertainty below 100 labeled images, then coral), coral (diversity + uncertainty), typiclust, maxherding, coreset or random.")] = None,
+    method: Annotated[Optional[str], typer.Option(help="Next-batch selection: auto (default: maxherding + uncertainty below 100 labeled images, then coral), coral (diversity + uncertainty), ppal (uncertain candidates, then box-level diversity; pair with --score dcus), typiclust, maxherding, coreset or random.")] = None,
     score: Annotated[Optional[str], typer.Option(help="Uncertainty score NAME:AGG used by coral and stored for the report, e.g. entropy:max (see `alloop scores`).")] = None,
     clip_boxes: Annotated[bool, typer.Option(help="Clip boxes that stick out of the image (with a warning) instead of refusing the file.")] = False,
     add_classes: Annotated[bool, typer.Option(help="Accept class names the project does not know yet.")] = False,

@@ -19,7 +19,7 @@ from alloop.preannotate import Preannotation, preannotation_boxes
 from alloop.predictions import load_packed, load_predictions
 from alloop.project import Project, ProjectConfig
 from alloop.select import Selection, SelectionInputs, select, selector_for
-from alloop.select.base import truncate
+from alloop.select.base import PoolBoxes, truncate
 from alloop.select.budget import box_costs, prefix_within
 from alloop.store import ImageRow, Store, TagMember
 
@@ -132,11 +132,13 @@ def select_rows(
         by_id = store.scores(iteration, score)
         scores = np.array([by_id.get(r.id, 0.0) for r in rows], np.float32)
     predicted = predicted_class_counts(project, iteration, rows, len(store.classes())) if iteration > 0 else None
+    boxes = pool_boxes(project, iteration, rows) if iteration > 0 and "boxes" in selector_for(method).uses else None
     inputs = SelectionInputs(
         embeddings=emb,
         labeled=np.array([r.id in blocked for r in rows], bool),
         scores=scores,
         predicted_classes=predicted,
+        boxes=boxes,
     )
     opts = {**method_options(cfg, method), **dict(options or {})}
     return select(method, n, inputs, seed=cfg.seed + iteration, device=resolve_device(cfg.device), **opts), key
@@ -173,6 +175,37 @@ def write_selection(
     if store.tag(name) is not None:
         store.delete_tag(name)
     store.create_tag(name, iteration=iteration, method=method, members=members, options=options)
+
+
+def _row_positions(rows: Sequence[ImageRow], ids: np.ndarray) -> np.ndarray:
+    """The position in ``rows`` of each image id in ``ids`` (-1 where it is not one of them)."""
+    row_ids = np.array([r.id for r in rows], np.int64)
+    if not len(rows):
+        return np.full(len(ids), -1, np.int64)
+    order = np.argsort(row_ids)
+    at = np.minimum(np.searchsorted(row_ids, ids, sorter=order), len(rows) - 1)
+    return np.where(row_ids[order[at]] == ids, order[at], -1)
+
+
+def pool_boxes(project: Project, iteration: int, rows: Sequence[ImageRow]) -> PoolBoxes | None:
+    """The iteration's predicted boxes with their features, in ``rows``' order (an image the model did not
+    predict has none); None when there are no predictions or they carry no box features (TAO, older files)."""
+    path = project.predictions_file(iteration)
+    if not path.exists():
+        return None
+    ids, dets, _ = load_packed(path)
+    if dets.features is None:
+        return None
+    take = np.full(len(rows), -1, np.int64)
+    pos = _row_positions(rows, ids)
+    take[pos[pos >= 0]] = np.flatnonzero(pos >= 0)
+    have = np.flatnonzero(take >= 0)
+    part = dets.take(take[have])
+    counts = np.zeros(len(rows), np.int64)
+    counts[have] = part.counts
+    # part is in rows' order; rows without predictions get no boxes
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return PoolBoxes(offsets, part.labels, part.scores, part.features)
 
 
 def predicted_class_counts(project: Project, iteration: int, rows: Sequence[ImageRow], num_classes: int,

@@ -13,6 +13,7 @@ from typing import Any
 from alloop.errors import SelectionError
 from alloop.select.base import (
     MISSING_HINTS,
+    PoolBoxes,
     Selection,
     SelectionInputs,
     SelectionWarning,
@@ -26,10 +27,12 @@ from alloop.select.compose import is_spec, parse_spec, spec_selector
 from alloop.select.coral import DEFAULT_ALPHA, coral_greedy, run_coral
 from alloop.select.coreset import DEFAULT_THREADS, k_center_greedy, run_coreset
 from alloop.select.maxherding import max_herding, run_maxherding
+from alloop.select.ppal import DEFAULT_BOX_THRESHOLD, DEFAULT_ITERATIONS, DEFAULT_MAX_BOXES, DEFAULT_RATIO, run_ppal
 from alloop.select.random import random_sample, run_random
 from alloop.select.typiclust import run_typiclust, typiclust
 
 __all__ = [
+    "PoolBoxes",
     "Selection",
     "SelectionInputs",
     "SelectionWarning",
@@ -109,6 +112,17 @@ register(
         "greedy Gaussian-kernel coverage of the pool (Bae et al. 2024; ProbCover without a radius); "
         "uncertainty > 0 weighs uncertain images up",
         wants=("scores",),
+    )
+)
+register(
+    Selector(
+        "ppal",
+        ("scores", "boxes"),
+        MappingProxyType({"ratio": DEFAULT_RATIO, "box_threshold": DEFAULT_BOX_THRESHOLD,
+                          "max_boxes": DEFAULT_MAX_BOXES, "iterations": DEFAULT_ITERATIONS}),
+        run_ppal,
+        "the ratio*k most uncertain images, then k-medoids under category-conditioned box similarity "
+        "(PPAL, Yang et al. 2024); pair it with its score: ppal@dcus",
     )
 )
 

@@ -22,6 +22,29 @@ class SelectionWarning(UserWarning):
 
 
 @dataclass(frozen=True)
+class PoolBoxes:
+    """Each image's predicted boxes, flat: image i's boxes are rows ``offsets[i]:offsets[i+1]``."""
+
+    offsets: np.ndarray  # (N+1,) int64, non-decreasing, from 0
+    labels: np.ndarray  # (B,) int64 class index
+    scores: np.ndarray  # (B,) float confidence in [0, 1]
+    features: np.ndarray  # (B, D) float box descriptors (the detector's; cosine similarity)
+
+    def check(self, n: int) -> None:
+        """SelectionError unless this describes ``n`` images consistently."""
+        off = np.asarray(self.offsets)
+        if off.shape != (n + 1,) or off[0] != 0 or np.any(np.diff(off) < 0):
+            raise SelectionError(f"boxes.offsets must be ({n + 1},) non-decreasing from 0, got shape {off.shape}")
+        b = int(off[-1])
+        feats = np.asarray(self.features)
+        if len(self.labels) != b or len(self.scores) != b or feats.ndim != 2 or len(feats) != b:
+            raise SelectionError(
+                f"boxes must hold {b} labels, scores and (B, D) features as the offsets say, got "
+                f"{len(self.labels)}, {len(self.scores)} and {feats.shape}"
+            )
+
+
+@dataclass(frozen=True)
 class SelectionInputs:
     """Everything a strategy may use, one row per image of the project (N rows)."""
 
@@ -29,6 +52,7 @@ class SelectionInputs:
     labeled: np.ndarray  # (N,) bool: labeled or queued for labeling -> centers, never picked
     scores: np.ndarray | None = None  # (N,) uncertainty, higher = more uncertain (any range)
     predicted_classes: np.ndarray | None = None  # (N, C) counts of confident predicted boxes per class
+    boxes: PoolBoxes | None = None  # each image's predicted boxes with the detector's box descriptors
 
 
 @dataclass(frozen=True)
@@ -72,6 +96,8 @@ MISSING_HINTS: Mapping[str, str] = MappingProxyType(
         "or choose --method coreset",
         "predicted_classes": "predicted classes per image; run `alloop step` once with a trained model "
         "or leave the balance option at 0",
+        "boxes": "predicted boxes with box features; run `alloop step` once with a trained model of the "
+        "torchvision trainer (its box_features option on, the default)",
     }
 )
 
@@ -140,6 +166,8 @@ def check_inputs(inputs: SelectionInputs, needs: tuple[str, ...]) -> np.ndarray:
             raise SelectionError(f"predicted_classes must be ({n}, C) counts, got {pc.shape}")
         if not np.all(np.isfinite(pc)) or np.any(pc < 0):
             raise SelectionError("predicted_classes must be finite, non-negative box counts per class")
+    if inputs.boxes is not None:
+        inputs.boxes.check(n)
     for name in needs:
         if getattr(inputs, name) is None:
             raise SelectionError(f"missing input: {MISSING_HINTS.get(name, name)}")

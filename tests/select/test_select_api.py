@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from alloop.errors import ConfigError, SelectionError
-from alloop.select import SelectionInputs, SelectionWarning, available_methods, select
+from alloop.select import PoolBoxes, SelectionInputs, SelectionWarning, available_methods, select
 
 
 def kcenter_radius(x: np.ndarray, centers: np.ndarray) -> float:
@@ -41,7 +41,12 @@ def problems(draw: st.DrawFn) -> tuple[SelectionInputs, int, str]:
     scores = draw(arrays(np.float64, n, elements=st.floats(0, 1)))
     k = draw(st.integers(1, n))
     method = draw(st.sampled_from(sorted(available_methods())))
-    return SelectionInputs(x, labeled, scores), k, method
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    counts = rng.integers(0, 4, n)  # some images without boxes
+    b = int(counts.sum())
+    boxes = PoolBoxes(np.concatenate([[0], np.cumsum(counts)]), rng.integers(0, 2, b), rng.random(b),
+                      rng.standard_normal((b, 3)).astype(np.float32))
+    return SelectionInputs(x, labeled, scores, boxes=boxes), k, method
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -111,6 +116,7 @@ def test_available_methods_declare_their_inputs() -> None:
         "coral": ("embeddings", "scores"),
         "coreset": ("embeddings",),
         "maxherding": ("embeddings",),
+        "ppal": ("scores", "boxes"),
         "random": (),
         "typiclust": ("embeddings",),
     }
@@ -193,7 +199,7 @@ def test_bad_k_is_a_clear_error(k: object) -> None:
 
 def test_unknown_method_lists_the_known_ones() -> None:
     with pytest.raises(
-        SelectionError, match="unknown selection method 'badge'; known: auto, coral, coreset, maxherding, random, typiclust"
+        SelectionError, match="unknown selection method 'badge'; known: auto, coral, coreset, maxherding, ppal, random, typiclust"
     ):
         select("badge", 3, inputs())
 

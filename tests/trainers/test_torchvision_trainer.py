@@ -367,6 +367,24 @@ def test_detect_records_the_top_proposals_kept_or_not():
     torch.testing.assert_close(loose["proposal_foreground"], strict["proposal_foreground"])
 
 
+
+def test_detect_gives_each_kept_box_its_pooled_fpn_descriptor():
+    """The ppal selection's box features: each kept box's proposal RoIAlign-pooled over the FPN (256
+    channels), averaged over the grid; the same proposal pooled by hand gives the same numbers."""
+    model = _random_detector(2)
+    images = [torch.rand(3, 96, 128)]
+    with torch.inference_mode():
+        out = detect(model, images, score_threshold=0.05, nms_threshold=0.5, detections_per_img=100)[0]
+        image_list, _ = model.transform(images)
+        feats = model.backbone(image_list.tensors)
+        proposals, _ = rpn_proposals(model.rpn, image_list, feats)
+        pooled = model.roi_heads.box_roi_pool(feats, proposals, image_list.image_sizes).mean((2, 3))
+    assert len(out["boxes"]) > 0 and out["features"].shape == (len(out["boxes"]), 256)
+    # every kept box's descriptor is the pooled feature of one of the image's proposals
+    match = torch.cdist(out["features"], pooled, compute_mode="donot_use_mm_for_euclid_dist").min(1).values
+    assert (match < 1e-4).all()
+
+
 def test_full_softmax_postprocess_with_two_classes():
     """torchvision turns each (box, class) pair into a detection; ours keeps one box with its
     whole distribution. The top detection is the same in both."""
@@ -431,8 +449,11 @@ def test_predict_returns_full_distributions(trained):
         assert (d.scores > 0.01).all() and ((d.objectness >= 0) & (d.objectness <= 1)).all()
         assert (d.boxes[:, :2] >= 0).all() and (d.boxes[:, 2] <= 96).all() and (d.boxes[:, 3] <= 96).all()
         assert (d.boxes[:, 2:] > d.boxes[:, :2]).all()
+        assert d.features is not None and d.features.shape == (n, 256) and d.features.dtype == np.float32
     strict = trainer.predict(result.checkpoint, [train[0].path], score_threshold=0.5, progress=False)[0]
     assert (strict.scores > 0.5).all() and len(strict) <= len(dets[0])
+    off = TorchvisionTrainer(dataclasses.replace(trainer.config, box_features=False), CLASSES, "cpu")
+    assert off.predict(result.checkpoint, [train[0].path], progress=False)[0].features is None
 
 
 def test_predict_hflip_of_a_flipped_image_matches(trained):

@@ -79,6 +79,10 @@ class TorchvisionConfig:
     )
     nms_threshold: float = option(0.5, "IoU of the class-aware NMS on the final boxes", Float(0.0, 1.0, open_low=True))
     detections_per_img: int = option(100, "at most this many boxes per image", Int(1))
+    box_features: bool = option(
+        True, "record each predicted box's 256-number FPN descriptor (the ppal selection's similarity; "
+        "about 512 bytes a box in the predictions file)", Bool(),
+    )
     early_stopping_patience: int | None = option(
         5, "stop after this many epochs without a better validation mAP@[.5:.95] (none: never)",
         Int(1, optional=True),

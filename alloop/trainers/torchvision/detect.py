@@ -79,7 +79,9 @@ def detect(
     (original pixels), ``labels`` (1..C), ``scores``, ``probs`` (C+1, column 0 background),
     ``objectness`` (sigmoid of the RPN logit of the proposal), and for the top
     :data:`PROPOSALS_RECORDED` proposals by objectness, kept or not, ``proposal_objectness`` and
-    ``proposal_foreground`` (1 − p(background) from the box head).
+    ``proposal_foreground`` (1 − p(background) from the box head); ``features`` (N, 256): each kept
+    box's proposal RoIAlign-pooled from the FPN and averaged over its grid (the ``ppal`` selection's
+    box descriptor).
     """
     original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
     image_list, _ = model.transform(images)
@@ -88,15 +90,20 @@ def detect(
         features = OrderedDict([("0", features)])
     proposals, objectness = rpn_proposals(model.rpn, image_list, features)
     heads = model.roi_heads
-    box_features = heads.box_head(heads.box_roi_pool(features, proposals, image_list.image_sizes))
+    pooled = heads.box_roi_pool(features, proposals, image_list.image_sizes)  # (P, 256, 7, 7)
+    box_features = heads.box_head(pooled)
+    # Each box's descriptor for category-conditioned similarity (PPAL samples the FPN at the box; the
+    # RoIAlign of its proposal over the same FPN, averaged over the 7x7 grid, is that feature here).
+    descriptors = pooled.flatten(2).mean(-1) if pooled.dim() == 4 else pooled.flatten(1)
     class_logits, box_regression = heads.box_predictor(box_features)
     probs = F.softmax(class_logits.float(), -1)
     decoded = heads.box_coder.decode(box_regression.float(), proposals)  # (P, C+1, 4)
 
     counts = [len(p) for p in proposals]
     results = []
-    for probs_i, boxes_i, obj_i, size, original in zip(
-        probs.split(counts), decoded.split(counts), objectness, image_list.image_sizes, original_sizes
+    for probs_i, boxes_i, obj_i, desc_i, size, original in zip(
+        probs.split(counts), decoded.split(counts), objectness, descriptors.split(counts), image_list.image_sizes,
+        original_sizes,
     ):
         keep, boxes, scores, labels = argmax_boxes(probs_i, boxes_i, (int(size[0]), int(size[1])),
                                                    score_threshold, nms_threshold, detections_per_img)
@@ -110,6 +117,7 @@ def detect(
                 "objectness": obj_i[keep].float(),
                 "proposal_objectness": obj_i[top].float(),
                 "proposal_foreground": (1.0 - probs_i[top, 0]).float(),
+                "features": desc_i[keep].float(),
             }
         )
     return results

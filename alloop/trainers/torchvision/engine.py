@@ -183,14 +183,14 @@ def predict_images(
                     )
                 for img, res in zip(images, results):
                     boxes = hflip_boxes(res["boxes"], img.shape[-1]) if hflip else res["boxes"]
-                    out.append(_detections(boxes, res))
+                    out.append(_detections(boxes, res, cfg.box_features))
                 bar.update(len(batch))
     finally:
         model.train(was_training)
     return out
 
 
-def _detections(boxes: torch.Tensor, res: dict[str, torch.Tensor]) -> Detections:
+def _detections(boxes: torch.Tensor, res: dict[str, torch.Tensor], features: bool = True) -> Detections:
     def f32(t: torch.Tensor) -> np.ndarray:
         return t.float().cpu().numpy().astype(np.float32)
 
@@ -202,6 +202,7 @@ def _detections(boxes: torch.Tensor, res: dict[str, torch.Tensor]) -> Detections
         objectness=f32(res["objectness"]),
         proposal_objectness=f32(res["proposal_objectness"]),
         proposal_foreground=f32(res["proposal_foreground"]),
+        features=f32(res["features"]) if features and "features" in res else None,
     )
 
 
