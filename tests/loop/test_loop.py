@@ -222,3 +222,24 @@ def test_a_deleted_labeled_image_is_set_aside_and_the_step_goes_on(tmp_path, orc
     r = loop.step(proj, labels=labels, n=3, progress=False)
     assert r.imported["new"] == len(queued)  # its labels are kept...
     assert r.n_train + r.n_val == len(queued) - 1  # ...but it is not trained on while its file is missing
+
+
+def test_the_detector_embedder_starts_on_auto_then_embeds_with_the_trained_model(
+        tmp_path, orchard, tiny_config, make_labels, queued_paths, caplog):
+    """`embedder = "detector"` needs a trained model: the cold start embeds with `auto`'s choice (said
+    in the log), every selection after the first training with the detector's own features."""
+    import dataclasses
+    import logging
+
+    from alloop.loop.records import embedder_of, read_stages
+
+    cfg = dataclasses.replace(tiny_config, embedder="detector", embedder_options={"image_size": 64})
+    with caplog.at_level(logging.INFO, logger="alloop"):
+        _init(tmp_path, orchard, cfg)
+    assert "no trained model yet, so this cold start embeds with backbone" in caplog.text
+    proj = tmp_path / "proj"
+    labels = make_labels(orchard / "annotations.json", queued_paths(proj), tmp_path / "round1.json")
+    loop.step(proj, labels=labels, n=4, method="coreset", progress=False)
+    with Project.open(proj, lock=False) as p:
+        keys = [embedder_of(read_stages(it, p.store.stages(it))) for it in (0, 1)]
+    assert keys[0].startswith("backbone-") and keys[1].startswith("detector-")
