@@ -20,7 +20,7 @@ from alloop.loop.records import ExportInfo, ImportInfo, ReportInfo, StepSelectIn
 from alloop.loop.report import report_stage
 from alloop.loop.runner import StageRunner, Turn
 from alloop.loop.score import quality_of, score_pool
-from alloop.loop.train import LabeledSet, build_trainer, train_model
+from alloop.loop.train import LabeledSet, build_trainer, train_model, with_box_features
 from alloop.project import Project
 from alloop.select import selector_for
 from alloop.store import now
@@ -86,6 +86,8 @@ def step(
         # --device, --engine and --ray-address apply to this step only; they are not saved in alloop.toml.
         project.config = project.config.with_changes(device=resolve_device(device or project.config.device),
                                                      engine=engine, ray_address=ray_address)
+        if "boxes" in selector_for(plan.method).uses:  # the selection compares the detector's box features
+            project.config = with_box_features(project.config)
         store, it = project.store, plan.iteration
         turn, stages = Turn(project, it, progress), StageRunner(store, it)
         classes_before = store.classes()

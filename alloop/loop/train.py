@@ -10,6 +10,7 @@ from typing import Any
 
 from alloop import images as imagelib
 from alloop.boxes import ImageAnnotation
+from alloop.config import ProjectConfig
 from alloop.errors import ProjectError
 from alloop.loop.records import TrainInfo
 from alloop.loop.runner import Record, Turn
@@ -41,6 +42,15 @@ def build_trainer(project: Project, classes: Sequence[str], device: str) -> Any:
     cls = load_trainer(cfg.trainer)
     config = config_from_mapping(cls.Config, cfg.trainer_options, where=f"alloop.toml [trainer.options] (trainer {cfg.trainer})")
     return cls(config, list(classes), device)
+
+
+def with_box_features(config: ProjectConfig) -> ProjectConfig:
+    """``config`` whose trainer records each predicted box's features, when the trainer can and the user
+    has not said otherwise (``box_features`` under [trainer.options]); else ``config`` unchanged."""
+    fields = getattr(load_trainer(config.trainer).Config, "__dataclass_fields__", {})
+    if "box_features" not in fields or "box_features" in config.trainer_options:
+        return config
+    return config.with_changes(trainer_options={**config.trainer_options, "box_features": True})
 
 
 def train_model(turn: Turn, trainer: Any, data: LabeledSet, record: Record) -> TrainInfo:

@@ -96,8 +96,8 @@ MISSING_HINTS: Mapping[str, str] = MappingProxyType(
         "or choose --method coreset",
         "predicted_classes": "predicted classes per image; run `alloop step` once with a trained model "
         "or leave the balance option at 0",
-        "boxes": "predicted boxes with box features; run `alloop step` once with a trained model of the "
-        "torchvision trainer (its box_features option on, the default)",
+        "boxes": "predicted boxes with box features: the pool's predictions hold none; a step with this method "
+        "records them (torchvision trainer), or set box_features = true under [trainer.options]",
     }
 )
 

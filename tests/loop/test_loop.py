@@ -243,3 +243,16 @@ def test_the_detector_embedder_starts_on_auto_then_embeds_with_the_trained_model
     with Project.open(proj, lock=False) as p:
         keys = [embedder_of(read_stages(it, p.store.stages(it))) for it in (0, 1)]
     assert keys[0].startswith("backbone-") and keys[1].startswith("detector-")
+
+
+def test_a_step_with_ppal_turns_box_features_on_unless_the_user_said_no(tiny_config):
+    """Box features make the predictions file ~15x bigger, so they are recorded only for a selection
+    that reads them; an explicit box_features in alloop.toml always wins."""
+    import dataclasses
+
+    from alloop.loop.train import with_box_features
+
+    assert with_box_features(tiny_config).trainer_options["box_features"] is True
+    assert "box_features" not in tiny_config.trainer_options  # a copy: the project's config is untouched
+    said_no = dataclasses.replace(tiny_config, trainer_options={**tiny_config.trainer_options, "box_features": False})
+    assert with_box_features(said_no) == said_no

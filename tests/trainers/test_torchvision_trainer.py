@@ -449,11 +449,13 @@ def test_predict_returns_full_distributions(trained):
         assert (d.scores > 0.01).all() and ((d.objectness >= 0) & (d.objectness <= 1)).all()
         assert (d.boxes[:, :2] >= 0).all() and (d.boxes[:, 2] <= 96).all() and (d.boxes[:, 3] <= 96).all()
         assert (d.boxes[:, 2:] > d.boxes[:, :2]).all()
-        assert d.features is not None and d.features.shape == (n, 256) and d.features.dtype == np.float32
+        assert d.features is None  # box features only when asked for (box_features): they are big
     strict = trainer.predict(result.checkpoint, [train[0].path], score_threshold=0.5, progress=False)[0]
     assert (strict.scores > 0.5).all() and len(strict) <= len(dets[0])
-    off = TorchvisionTrainer(dataclasses.replace(trainer.config, box_features=False), CLASSES, "cpu")
-    assert off.predict(result.checkpoint, [train[0].path], progress=False)[0].features is None
+    on = TorchvisionTrainer(dataclasses.replace(trainer.config, box_features=True), CLASSES, "cpu")
+    with_features = on.predict(result.checkpoint, [train[0].path], score_threshold=0.01, progress=False)[0]
+    assert with_features.features.shape == (len(dets[0]), 256) and with_features.features.dtype == np.float32
+    np.testing.assert_allclose(with_features.boxes, dets[0].boxes, atol=1e-3)  # one image, not a batch
 
 
 def test_predict_hflip_of_a_flipped_image_matches(trained):

@@ -80,8 +80,8 @@ class TorchvisionConfig:
     nms_threshold: float = option(0.5, "IoU of the class-aware NMS on the final boxes", Float(0.0, 1.0, open_low=True))
     detections_per_img: int = option(100, "at most this many boxes per image", Int(1))
     box_features: bool = option(
-        True, "record each predicted box's 256-number FPN descriptor (the ppal selection's similarity; "
-        "about 512 bytes a box in the predictions file)", Bool(),
+        False, "record each predicted box's 256-number FPN descriptor for the ppal selection (about 512 bytes "
+        "a box in the predictions file, ~15x its size; a step with --method ppal turns it on by itself)", Bool(),
     )
     early_stopping_patience: int | None = option(
         5, "stop after this many epochs without a better validation mAP@[.5:.95] (none: never)",
