@@ -18,7 +18,7 @@ from alloop.loop.runner import Record, Turn
 from alloop.preannotate import Preannotation, preannotation_boxes
 from alloop.predictions import load_packed, load_predictions
 from alloop.project import Project, ProjectConfig
-from alloop.select import Selection, SelectionInputs, select, selector_for
+from alloop.select import Selection, SelectionInputs, inputs_read, select, selector_for
 from alloop.select.base import PoolBoxes, truncate
 from alloop.select.budget import box_costs, prefix_within
 from alloop.store import ImageRow, Store, TagMember
@@ -132,7 +132,8 @@ def select_rows(
         by_id = store.scores(iteration, score)
         scores = np.array([by_id.get(r.id, 0.0) for r in rows], np.float32)
     predicted = predicted_class_counts(project, iteration, rows, len(store.classes())) if iteration > 0 else None
-    boxes = pool_boxes(project, iteration, rows) if iteration > 0 and "boxes" in selector_for(method).uses else None
+    opts = {**method_options(cfg, method), **dict(options or {})}
+    boxes = pool_boxes(project, iteration, rows) if iteration > 0 and "boxes" in inputs_read(method, opts) else None
     inputs = SelectionInputs(
         embeddings=emb,
         labeled=np.array([r.id in blocked for r in rows], bool),
@@ -140,7 +141,6 @@ def select_rows(
         predicted_classes=predicted,
         boxes=boxes,
     )
-    opts = {**method_options(cfg, method), **dict(options or {})}
     return select(method, n, inputs, seed=cfg.seed + iteration, device=resolve_device(cfg.device), **opts), key
 
 

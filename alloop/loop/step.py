@@ -11,7 +11,7 @@ from pathlib import Path
 from alloop import formats
 from alloop.device import resolve_device
 from alloop.errors import LabelError
-from alloop.loop.batch import export_stage, select_next_batch
+from alloop.loop.batch import export_stage, method_options, select_next_batch
 from alloop.loop.evaluate import evaluate_model
 from alloop.loop.infer import predict_pool
 from alloop.loop.labels import Annotator, check_resumed_labels, import_labels
@@ -22,7 +22,7 @@ from alloop.loop.runner import StageRunner, Turn
 from alloop.loop.score import quality_of, score_pool
 from alloop.loop.train import LabeledSet, build_trainer, train_model, with_box_features
 from alloop.project import Project
-from alloop.select import selector_for
+from alloop.select import inputs_read, selector_for
 from alloop.store import now
 
 log = logging.getLogger("alloop")
@@ -86,7 +86,7 @@ def step(
         # --device, --engine and --ray-address apply to this step only; they are not saved in alloop.toml.
         project.config = project.config.with_changes(device=resolve_device(device or project.config.device),
                                                      engine=engine, ray_address=ray_address)
-        if "boxes" in selector_for(plan.method).uses:  # the selection compares the detector's box features
+        if "boxes" in inputs_read(plan.method, method_options(project.config, plan.method)):  # it reads box features
             project.config = with_box_features(project.config)
         store, it = project.store, plan.iteration
         turn, stages = Turn(project, it, progress), StageRunner(store, it)

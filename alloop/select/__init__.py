@@ -22,7 +22,7 @@ from alloop.select.base import (
     check_k,
     torch_device,
 )
-from alloop.select.auto import DEFAULT_LOW_BUDGET, DEFAULT_UNCERTAINTY, run_auto
+from alloop.select.auto import DEFAULT_LATER, DEFAULT_LOW_BUDGET, DEFAULT_UNCERTAINTY, reads_boxes, run_auto
 from alloop.select.compose import is_spec, parse_spec, spec_selector
 from alloop.select.coral import DEFAULT_ALPHA, coral_greedy, run_coral
 from alloop.select.coreset import DEFAULT_THREADS, k_center_greedy, run_coreset
@@ -38,6 +38,7 @@ __all__ = [
     "SelectionWarning",
     "Selector",
     "available_methods",
+    "inputs_read",
     "coral_greedy",
     "is_spec",
     "k_center_greedy",
@@ -132,13 +133,22 @@ register(
         "auto",
         ("embeddings",),
         MappingProxyType({"low_budget": DEFAULT_LOW_BUDGET, "uncertainty": DEFAULT_UNCERTAINTY,
-                          "alpha": DEFAULT_ALPHA, "threads": DEFAULT_THREADS}),
+                          "alpha": DEFAULT_ALPHA, "threads": DEFAULT_THREADS, "later": DEFAULT_LATER}),
         run_auto,
         "by regime: typiclust at the cold start, maxherding + uncertainty below low_budget labeled images, "
-        "then coral",
+        "then coral (or ppal: later = \"ppal\")",
         wants=("scores",),
     )
 )
+
+
+def inputs_read(method: str, options: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+    """Every input ``method`` with ``options`` reads: its selector's, plus the box features ``auto`` reads
+    when its later strategy is ppal (the loop records box features only for a method that reads them)."""
+    uses = selector_for(method).uses
+    if method == "auto" and reads_boxes(options or {}) and "boxes" not in uses:
+        uses += ("boxes",)
+    return uses
 
 
 def available_methods() -> dict[str, tuple[str, ...]]:

@@ -24,19 +24,23 @@ report shows which regime chose each batch (``regime`` in the batch options).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from alloop.errors import SelectionError
-from alloop.select.base import Selection, SelectionInputs, make_selection
+from alloop.select.base import MISSING_HINTS, Selection, SelectionInputs, make_selection
 from alloop.select.coral import DEFAULT_ALPHA, run_coral
 from alloop.select.coreset import DEFAULT_THREADS
 from alloop.select.maxherding import run_maxherding
+from alloop.select.ppal import run_ppal
 from alloop.select.typiclust import run_typiclust
 
 DEFAULT_LOW_BUDGET = 100
 DEFAULT_UNCERTAINTY = 0.5
+LATER = ("coral", "ppal")  # the strategies auto may run from low_budget labeled images on
+DEFAULT_LATER = "coral"
 
 
 def regime(labeled: int, has_scores: bool, low_budget: int = DEFAULT_LOW_BUDGET) -> str:
@@ -57,22 +61,35 @@ def run_auto(
     uncertainty: float = DEFAULT_UNCERTAINTY,
     alpha: float = DEFAULT_ALPHA,
     threads: int = DEFAULT_THREADS,
+    later: str = DEFAULT_LATER,
 ) -> Selection:
-    """The ``auto`` selector: TypiClust at the cold start, MaxHerding + uncertainty at low budgets, then CORAL."""
+    """The ``auto`` selector: TypiClust at the cold start, MaxHerding + uncertainty at low budgets, then
+    ``later`` (CORAL, or PPAL on the detector's box features)."""
     if isinstance(low_budget, bool) or not isinstance(low_budget, (int, np.integer)) or low_budget < 0:
         raise SelectionError(f"auto option low_budget must be a whole number of images >= 0, got {low_budget!r}")
+    if later not in LATER:
+        raise SelectionError(f"auto option later must be one of {', '.join(LATER)}, got {later!r}")
     n_labeled = int(np.asarray(inputs.labeled).sum())
     which = regime(n_labeled, inputs.scores is not None, int(low_budget))
     if which == "cold-start":
         inner = run_typiclust(k, inputs, pool, seed=seed, device=device, threads=threads)
     elif which == "low-budget":
         inner = run_maxherding(k, inputs, pool, seed=seed, device=device, uncertainty=uncertainty)
+    elif later == "ppal":
+        if inputs.boxes is None:
+            raise SelectionError(f"auto with later = \"ppal\" needs {MISSING_HINTS['boxes']}")
+        inner = run_ppal(k, inputs, pool, seed=seed, device=device)
     else:
         inner = run_coral(k, inputs, pool, seed=seed, device=device, alpha=alpha, threads=threads)
     options: dict[str, Any] = {"regime": which, "strategy": inner.method, "low_budget": int(low_budget),
                                **dict(inner.options)}
-    return make_selection("auto", inner.indices, inner.distances if which == "uncertainty" else None,
+    return make_selection("auto", inner.indices, inner.distances if which == "uncertainty" and later == "coral" else None,
                           inputs.scores, options, objective=inner.objective)
 
 
-__all__ = ["DEFAULT_LOW_BUDGET", "DEFAULT_UNCERTAINTY", "regime", "run_auto"]
+def reads_boxes(options: Mapping[str, Any]) -> bool:
+    """Whether ``auto`` with ``options`` reads the detector's box features (its later strategy is ppal)."""
+    return options.get("later", DEFAULT_LATER) == "ppal"
+
+
+__all__ = ["DEFAULT_LATER", "DEFAULT_LOW_BUDGET", "DEFAULT_UNCERTAINTY", "LATER", "reads_boxes", "regime", "run_auto"]

@@ -216,3 +216,23 @@ def test_box_features_survive_the_predictions_file(tmp_path):
     np.testing.assert_array_equal(kept.features, dets[2].features[dets[2].scores >= 0.5])
     plain = Detections(*[getattr(dets[0], f) for f in ("boxes", "labels", "scores", "probs", "objectness")])
     assert PackedDetections.of([dets[0], plain]).features is None
+
+
+def test_auto_can_run_ppal_from_its_low_budget_on():
+    from alloop.select import inputs_read
+
+    inputs = inputs_for(40, labeled=(0, 1, 2))
+    x = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
+    inputs = SelectionInputs(x / np.linalg.norm(x, axis=1, keepdims=True), inputs.labeled, inputs.scores,
+                             boxes=inputs.boxes)
+    later = select("auto", 5, inputs, seed=3, low_budget=2, later="ppal")
+    assert later.options["regime"] == "uncertainty" and later.options["strategy"] == "ppal"
+    assert later.indices.tolist() == select("ppal", 5, inputs, seed=3).indices.tolist()
+    # below low_budget it is still MaxHerding: later only changes the later rounds
+    early = select("auto", 5, inputs, seed=3, low_budget=10, later="ppal")
+    assert early.options["strategy"] == "maxherding"
+    assert "boxes" in inputs_read("auto", {"later": "ppal"}) and "boxes" not in inputs_read("auto", {})
+    with pytest.raises(SelectionError, match='auto with later = "ppal" needs predicted boxes with box features'):
+        select("auto", 5, SelectionInputs(inputs.embeddings, inputs.labeled, inputs.scores), low_budget=2, later="ppal")
+    with pytest.raises(SelectionError, match="auto option later must be one of coral, ppal, got 'badge'"):
+        select("auto", 5, inputs, later="badge")
