@@ -93,11 +93,11 @@ def reembed(project_dir: Path, *, embedder: str | None = None, options: Mapping[
         project.config = project.config.with_changes(engine=engine, ray_address=ray_address)
         rows = project.store.images(state="ok")
         checkpoint = None
-        if project.config.embedder == "detector":
+        if project.config.embedder in ("detector", "auto"):  # auto: the detector's features once trained
             with_ckpt = [it for it in project.store.iterations() if it.checkpoint]
-            if not with_ckpt:
+            if not with_ckpt and project.config.embedder == "detector":
                 raise ProjectError(f"{project_dir}: the detector embedder needs a trained model; run `alloop step` first")
-            checkpoint = project.root / with_ckpt[-1].checkpoint
+            checkpoint = project.root / with_ckpt[-1].checkpoint if with_ckpt else None
         _, key, misses = pool_embeddings(project, rows, progress=progress, checkpoint=checkpoint)
         return key, misses
 

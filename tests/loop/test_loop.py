@@ -256,3 +256,23 @@ def test_a_step_with_ppal_turns_box_features_on_unless_the_user_said_no(tiny_con
     assert "box_features" not in tiny_config.trainer_options  # a copy: the project's config is untouched
     said_no = dataclasses.replace(tiny_config, trainer_options={**tiny_config.trainer_options, "box_features": False})
     assert with_box_features(said_no) == said_no
+
+
+def test_auto_embeds_with_the_backbone_then_with_the_trained_detector(
+        tmp_path, orchard, tiny_config, make_labels, queued_paths):
+    """The default embedder: ImageNet features for the cold start, the detector's own after a training."""
+    import dataclasses
+
+    from alloop.embed import imagenet_weights_available
+    from alloop.loop.records import embedder_of, read_stages
+
+    if not imagenet_weights_available():
+        pytest.skip("needs the ImageNet mobilenet_v2 weights offline (scripts/setup.sh installs them)")
+    cfg = dataclasses.replace(tiny_config, embedder="auto", embedder_options={})
+    _init(tmp_path, orchard, cfg)
+    proj = tmp_path / "proj"
+    labels = make_labels(orchard / "annotations.json", queued_paths(proj), tmp_path / "round1.json")
+    loop.step(proj, labels=labels, n=4, method="coreset", progress=False)
+    with Project.open(proj, lock=False) as p:
+        keys = [embedder_of(read_stages(it, p.store.stages(it))) for it in (0, 1)]
+    assert keys[0].startswith("backbone-") and keys[1].startswith("detector-")
