@@ -130,11 +130,12 @@ def test_a_box_budgeted_simulation_counts_boxes(tmp_path, orchard):
 @pytest.mark.slow
 def test_ppal_selects_from_the_detectors_box_features(tmp_path, orchard):
     """PPAL's second stage reads each predicted box's descriptor from the predictions file."""
-    args = _tiny_simulation(orchard, tmp_path / "sim", methods="random,ppal@dcus")
+    args = _tiny_simulation(orchard, tmp_path / "sim", methods="random,ppal@dcus,auto+later=ppal+low_budget=4")
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     curves = pd.read_csv(tmp_path / "sim" / "curves.csv")
-    assert sorted(curves["method"].unique()) == ["ppal@dcus", "random"] and len(curves) == 4
+    assert sorted(curves["method"].unique()) == ["auto+later=ppal+low_budget=4", "ppal@dcus", "random"]
+    assert len(curves) == 6
     with Project.open(tmp_path / "sim" / "runs" / "seed-0" / "ppal__dcus", lock=False) as p:
         from alloop.predictions import load_packed
 
@@ -143,6 +144,10 @@ def test_ppal_selects_from_the_detectors_box_features(tmp_path, orchard):
         picked = [t for t in p.store.tags() if t.iteration == 1]
         assert picked and picked[0].size == 4
         assert p.store.iteration(1).config["method"] == "ppal"
+    # auto reaches its later regime at 4 labeled images here: PPAL picks, on box features the step recorded
+    with Project.open(tmp_path / "sim" / "runs" / "seed-0" / "auto+later=ppal+low_budget=4", lock=False) as p:
+        assert p.store.tag("iteration-1").options["strategy"] == "ppal"
+        assert load_packed(p.predictions_file(1))[1].features is not None
 
 
 def test_method_at_score_needs_a_score(tmp_path):

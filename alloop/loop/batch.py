@@ -133,10 +133,12 @@ def select_rows(
         scores = np.array([by_id.get(r.id, 0.0) for r in rows], np.float32)
     predicted = predicted_class_counts(project, iteration, rows, len(store.classes())) if iteration > 0 else None
     opts = {**method_options(cfg, method), **dict(options or {})}
-    boxes = pool_boxes(project, iteration, rows) if iteration > 0 and "boxes" in inputs_read(method, opts) else None
+    labeled = np.array([r.id in blocked for r in rows], bool)
+    wanted = "boxes" in inputs_read(method, opts, int(labeled.sum()))
+    boxes = pool_boxes(project, iteration, rows) if iteration > 0 and wanted else None
     inputs = SelectionInputs(
         embeddings=emb,
-        labeled=np.array([r.id in blocked for r in rows], bool),
+        labeled=labeled,
         scores=scores,
         predicted_classes=predicted,
         boxes=boxes,

@@ -86,8 +86,6 @@ def step(
         # --device, --engine and --ray-address apply to this step only; they are not saved in alloop.toml.
         project.config = project.config.with_changes(device=resolve_device(device or project.config.device),
                                                      engine=engine, ray_address=ray_address)
-        if "boxes" in inputs_read(plan.method, method_options(project.config, plan.method)):  # it reads box features
-            project.config = with_box_features(project.config)
         store, it = project.store, plan.iteration
         turn, stages = Turn(project, it, progress), StageRunner(store, it)
         classes_before = store.classes()
@@ -99,6 +97,10 @@ def step(
             raise LabelError("no classes known yet: the label file defined none; check it has categories/labels")
         if classes_before and classes != classes_before:
             log.info("classes changed (%s); the box predictor is re-initialised", ", ".join(classes))
+        blocked = store.labeled_ids() | store.queued_ids()  # what the selection will count as labeled
+        n_blocked = sum(1 for r in turn.usable_rows() if r.id in blocked)
+        if "boxes" in inputs_read(plan.method, method_options(project.config, plan.method), n_blocked):
+            project.config = with_box_features(project.config)  # the selection compares box features
         trainer = build_trainer(project, classes, project.config.device)
         data = LabeledSet.of(project)
         trained = stages.run("train", partial(train_model, turn, trainer, data))

@@ -142,11 +142,12 @@ register(
 )
 
 
-def inputs_read(method: str, options: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+def inputs_read(method: str, options: Mapping[str, Any] | None = None, labeled: int | None = None) -> tuple[str, ...]:
     """Every input ``method`` with ``options`` reads: its selector's, plus the box features ``auto`` reads
-    when its later strategy is ppal (the loop records box features only for a method that reads them)."""
+    when its later strategy is ppal and ``labeled`` (labeled or queued images; None: unknown) reaches its
+    low_budget. The loop records box features only for a selection that reads them."""
     uses = selector_for(method).uses
-    if method == "auto" and reads_boxes(options or {}) and "boxes" not in uses:
+    if method == "auto" and reads_boxes(options or {}, labeled) and "boxes" not in uses:
         uses += ("boxes",)
     return uses
 

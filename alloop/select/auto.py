@@ -87,9 +87,12 @@ def run_auto(
                           inputs.scores, options, objective=inner.objective)
 
 
-def reads_boxes(options: Mapping[str, Any]) -> bool:
-    """Whether ``auto`` with ``options`` reads the detector's box features (its later strategy is ppal)."""
-    return options.get("later", DEFAULT_LATER) == "ppal"
+def reads_boxes(options: Mapping[str, Any], labeled: int | None = None) -> bool:
+    """Whether ``auto`` with ``options`` reads the detector's box features: its later strategy is ppal and,
+    when the number of ``labeled`` (or queued) images is known, the selection is in that regime."""
+    if options.get("later", DEFAULT_LATER) != "ppal":
+        return False
+    return labeled is None or labeled >= int(options.get("low_budget", DEFAULT_LOW_BUDGET))
 
 
 __all__ = ["DEFAULT_LATER", "DEFAULT_LOW_BUDGET", "DEFAULT_UNCERTAINTY", "LATER", "reads_boxes", "regime", "run_auto"]

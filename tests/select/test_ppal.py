@@ -232,6 +232,9 @@ def test_auto_can_run_ppal_from_its_low_budget_on():
     early = select("auto", 5, inputs, seed=3, low_budget=10, later="ppal")
     assert early.options["strategy"] == "maxherding"
     assert "boxes" in inputs_read("auto", {"later": "ppal"}) and "boxes" not in inputs_read("auto", {})
+    # box features are recorded only for the selections that reach auto's later regime
+    assert "boxes" not in inputs_read("auto", {"later": "ppal"}, labeled=99)
+    assert "boxes" in inputs_read("auto", {"later": "ppal", "low_budget": 50}, labeled=50)
     with pytest.raises(SelectionError, match='auto with later = "ppal" needs predicted boxes with box features'):
         select("auto", 5, SelectionInputs(inputs.embeddings, inputs.labeled, inputs.scores), low_budget=2, later="ppal")
     with pytest.raises(SelectionError, match="auto option later must be one of coral, ppal, got 'badge'"):
