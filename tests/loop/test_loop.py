@@ -224,19 +224,25 @@ def test_a_deleted_labeled_image_is_set_aside_and_the_step_goes_on(tmp_path, orc
     assert r.n_train + r.n_val == len(queued) - 1  # ...but it is not trained on while its file is missing
 
 
-def test_the_detector_embedder_starts_on_auto_then_embeds_with_the_trained_model(
-        tmp_path, orchard, tiny_config, make_labels, queued_paths, caplog):
-    """`embedder = "detector"` needs a trained model: the cold start embeds with `auto`'s choice (said
-    in the log), every selection after the first training with the detector's own features."""
+@pytest.mark.parametrize(("embedder", "options"), [("detector", {"image_size": 64}), ("auto", {})])
+def test_selection_embeds_with_the_backbone_then_with_the_trained_detector(
+        tmp_path, orchard, tiny_config, make_labels, queued_paths, caplog, embedder, options):
+    """`detector` needs a trained model, so its cold start embeds with `auto`'s choice (said in the log);
+    `auto`, the default, is the ImageNet backbone until a model is trained. Every selection after the
+    first training uses the detector's own features."""
     import dataclasses
     import logging
 
+    from alloop.embed import imagenet_weights_available
     from alloop.loop.records import embedder_of, read_stages
 
-    cfg = dataclasses.replace(tiny_config, embedder="detector", embedder_options={"image_size": 64})
+    if not imagenet_weights_available():
+        pytest.skip("needs the ImageNet mobilenet_v2 weights offline (scripts/setup.sh installs them)")
+    cfg = dataclasses.replace(tiny_config, embedder=embedder, embedder_options=options)
     with caplog.at_level(logging.INFO, logger="alloop"):
         _init(tmp_path, orchard, cfg)
-    assert "no trained model yet, so this cold start embeds with backbone" in caplog.text
+    if embedder == "detector":
+        assert "no trained model yet, so this cold start embeds with backbone" in caplog.text
     proj = tmp_path / "proj"
     labels = make_labels(orchard / "annotations.json", queued_paths(proj), tmp_path / "round1.json")
     loop.step(proj, labels=labels, n=4, method="coreset", progress=False)
@@ -256,23 +262,3 @@ def test_a_step_with_ppal_turns_box_features_on_unless_the_user_said_no(tiny_con
     assert "box_features" not in tiny_config.trainer_options  # a copy: the project's config is untouched
     said_no = dataclasses.replace(tiny_config, trainer_options={**tiny_config.trainer_options, "box_features": False})
     assert with_box_features(said_no) == said_no
-
-
-def test_auto_embeds_with_the_backbone_then_with_the_trained_detector(
-        tmp_path, orchard, tiny_config, make_labels, queued_paths):
-    """The default embedder: ImageNet features for the cold start, the detector's own after a training."""
-    import dataclasses
-
-    from alloop.embed import imagenet_weights_available
-    from alloop.loop.records import embedder_of, read_stages
-
-    if not imagenet_weights_available():
-        pytest.skip("needs the ImageNet mobilenet_v2 weights offline (scripts/setup.sh installs them)")
-    cfg = dataclasses.replace(tiny_config, embedder="auto", embedder_options={})
-    _init(tmp_path, orchard, cfg)
-    proj = tmp_path / "proj"
-    labels = make_labels(orchard / "annotations.json", queued_paths(proj), tmp_path / "round1.json")
-    loop.step(proj, labels=labels, n=4, method="coreset", progress=False)
-    with Project.open(proj, lock=False) as p:
-        keys = [embedder_of(read_stages(it, p.store.stages(it))) for it in (0, 1)]
-    assert keys[0].startswith("backbone-") and keys[1].startswith("detector-")
