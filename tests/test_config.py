@@ -5,7 +5,10 @@ from __future__ import annotations
 import ast
 import dataclasses
 import hashlib
+import pickle
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -147,12 +150,27 @@ NOT_TOML = {
 def _string_literals(path: Path) -> list[tuple[int, str]]:
     """Every string literal of a module; an f-string's fields become "{}"."""
     out = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(_parse(path)):
         if isinstance(node, ast.JoinedStr):
             out.append((node.lineno, "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             out.append((node.lineno, node.value))
     return out
+
+
+def _parse(path: Path) -> ast.Module:
+    """``ast.parse`` of a file. CPython 3.11.7 can leave its AST converter's depth counter wrong after an
+    earlier error in the same process (another test's TorchScript compile), and every later parse then
+    raises "AST constructor recursion depth mismatch" (a CPython bug, fixed in 3.11.8): parse in a fresh
+    interpreter in that case."""
+    source = path.read_text(encoding="utf-8")
+    try:
+        return ast.parse(source)
+    except SystemError:
+        dumped = subprocess.run([sys.executable, "-c", "import ast, pickle, sys; "
+                                 "sys.stdout.buffer.write(pickle.dumps(ast.parse(sys.stdin.read())))"],
+                                input=source.encode(), capture_output=True, check=True).stdout
+        return pickle.loads(dumped)
 
 
 def _option_tables() -> dict[str, set[str]]:
