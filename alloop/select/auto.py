@@ -18,6 +18,11 @@
   no difference beyond noise either way (AUC 0.679 vs 0.677 and 0.507 vs 0.508), so it stays where
   it was, measured rather than justified by a gain (benchmarks/RESULTS.md, "To 150 labels").
 
+``later = "ppal"`` runs PPAL (:mod:`alloop.select.ppal`) instead of CORAL in the later rounds: on the same two
+families it ended 0.010 and 0.024 mAP@0.5 higher at 150 labels with equal AUC (2 seeds, one round of difference),
+a lead not yet enough to make it the default, which would also make those steps' predictions files ~15x bigger
+(benchmarks/RESULTS.md, "Detector features and PPAL").
+
 The switch points and weights, and why, are in benchmarks/RESULTS.md ("Selection strategies"). The
 report shows which regime chose each batch (``regime`` in the batch options).
 """
