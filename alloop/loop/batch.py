@@ -16,7 +16,7 @@ from alloop.loop.embed import pool_embeddings
 from alloop.loop.records import ExportInfo, SelectInfo, StepSelectInfo, tag_name
 from alloop.loop.runner import Record, Turn
 from alloop.preannotate import Preannotation, preannotation_boxes
-from alloop.predictions import load_packed, load_predictions
+from alloop.predictions import PackedDetections, load_packed, load_predictions
 from alloop.project import Project, ProjectConfig
 from alloop.select import Selection, SelectionInputs, inputs_read, select, selector_for
 from alloop.select.base import PoolBoxes, truncate
@@ -57,12 +57,17 @@ def select_first_batch(turn: Turn, method: str, n: int, record: Record) -> Selec
     return info
 
 
+def next_batch_blocked(store: Store) -> set[int]:
+    """The images a step's selection counts as labeled (centers, never picked): labeled or queued."""
+    return store.labeled_ids() | store.queued_ids()
+
+
 def select_next_batch(turn: Turn, *, method: str, score: str, n: int, budget_boxes: int | None,
                       checkpoint: Path, record: Record) -> StepSelectInfo:
     """step: pick the next batch among images neither labeled nor queued, within ``budget_boxes`` if set."""
     store = turn.store
     rows = turn.usable_rows()
-    blocked = store.labeled_ids() | store.queued_ids()
+    blocked = next_batch_blocked(store)
     if all(r.id in blocked for r in rows):
         # The pool ran out: the iteration still finishes (its model is the final one), with no batch.
         log.info("every usable image is labeled or waiting for labels: nothing left to select")
@@ -131,11 +136,13 @@ def select_rows(
     if score is not None:
         by_id = store.scores(iteration, score)
         scores = np.array([by_id.get(r.id, 0.0) for r in rows], np.float32)
-    predicted = predicted_class_counts(project, iteration, rows, len(store.classes())) if iteration > 0 else None
+    found, predicted = None, None
+    if iteration > 0:  # the predictions file is read once, for the class counts and the box features
+        found = pool_predictions(project, iteration, rows)
+        predicted = predicted_class_counts(project, iteration, rows, len(store.classes()), predicted=found)
     opts = {**method_options(cfg, method), **dict(options or {})}
     labeled = np.array([r.id in blocked for r in rows], bool)
-    wanted = "boxes" in inputs_read(method, opts, int(labeled.sum()))
-    boxes = pool_boxes(project, iteration, rows) if iteration > 0 and wanted else None
+    boxes = pool_boxes(found, len(rows)) if "boxes" in inputs_read(method, opts, int(labeled.sum())) else None
     inputs = SelectionInputs(
         embeddings=emb,
         labeled=labeled,
@@ -189,39 +196,45 @@ def _row_positions(rows: Sequence[ImageRow], ids: np.ndarray) -> np.ndarray:
     return np.where(row_ids[order[at]] == ids, order[at], -1)
 
 
-def pool_boxes(project: Project, iteration: int, rows: Sequence[ImageRow]) -> PoolBoxes | None:
-    """The iteration's predicted boxes with their features, in ``rows``' order (an image the model did not
-    predict has none); None when there are no predictions or they carry no box features (TAO, older files)."""
+PoolPredictions = tuple[np.ndarray, PackedDetections]  # (each predicted image's position in the rows, -1: none; boxes)
+
+
+def pool_predictions(project: Project, iteration: int, rows: Sequence[ImageRow]) -> PoolPredictions | None:
+    """The iteration's predictions file, read once, with where each predicted image sits in ``rows``;
+    None when the pool was not predicted."""
     path = project.predictions_file(iteration)
     if not path.exists():
         return None
-    ids, dets, _ = load_packed(path)
-    if dets.features is None:
+    ids, dets, _ = load_packed(path)  # flat arrays: no object per pooled image
+    return _row_positions(rows, ids), dets
+
+
+def pool_boxes(predicted: PoolPredictions | None, n_rows: int) -> PoolBoxes | None:
+    """The predicted boxes with their features in the rows' order (an image the model did not predict has
+    none); None without predictions or when they carry no box features (TAO, older files)."""
+    if predicted is None or predicted[1].features is None:
         return None
-    take = np.full(len(rows), -1, np.int64)
-    pos = _row_positions(rows, ids)
+    pos, dets = predicted
+    take = np.full(n_rows, -1, np.int64)
     take[pos[pos >= 0]] = np.flatnonzero(pos >= 0)
     have = np.flatnonzero(take >= 0)
-    part = dets.take(take[have])
-    counts = np.zeros(len(rows), np.int64)
+    part = dets.take(take[have])  # in rows' order
+    counts = np.zeros(n_rows, np.int64)
     counts[have] = part.counts
-    # part is in rows' order; rows without predictions get no boxes
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     return PoolBoxes(offsets, part.labels, part.scores, part.features)
 
 
 def predicted_class_counts(project: Project, iteration: int, rows: Sequence[ImageRow], num_classes: int,
-                           threshold: float = PREDICTED_CLASS_THRESHOLD) -> np.ndarray:
-    """(len(rows), num_classes) confident predicted boxes per image and class (zeros when not predicted)."""
+                           threshold: float = PREDICTED_CLASS_THRESHOLD, *,
+                           predicted: PoolPredictions | None = None) -> np.ndarray:
+    """(len(rows), num_classes) confident predicted boxes per image and class (zeros when not predicted).
+    ``predicted``: :func:`pool_predictions` already read for these rows (else it is read here)."""
     counts = np.zeros((len(rows), num_classes), np.float32)
-    path = project.predictions_file(iteration)
-    if not path.exists():
+    predicted = predicted if predicted is not None else pool_predictions(project, iteration, rows)
+    if predicted is None:
         return counts
-    ids, dets, _ = load_packed(path)  # flat arrays: no object per pooled image
-    row_ids = np.array([r.id for r in rows], np.int64)
-    order = np.argsort(row_ids)
-    at = np.minimum(np.searchsorted(row_ids, ids, sorter=order), max(len(rows) - 1, 0))
-    pos = np.where(row_ids[order[at]] == ids, order[at], -1) if len(rows) else np.full(len(ids), -1)
+    pos, dets = predicted
     box_pos = pos[dets.image_of_box()]
     keep = (box_pos >= 0) & (dets.scores >= threshold) & (dets.labels >= 0) & (dets.labels < num_classes)
     np.add.at(counts, (box_pos[keep], dets.labels[keep]), 1.0)

@@ -11,7 +11,7 @@ from pathlib import Path
 from alloop import formats
 from alloop.device import resolve_device
 from alloop.errors import LabelError
-from alloop.loop.batch import export_stage, method_options, select_next_batch
+from alloop.loop.batch import export_stage, method_options, next_batch_blocked, select_next_batch
 from alloop.loop.evaluate import evaluate_model
 from alloop.loop.infer import predict_pool
 from alloop.loop.labels import Annotator, check_resumed_labels, import_labels
@@ -97,7 +97,7 @@ def step(
             raise LabelError("no classes known yet: the label file defined none; check it has categories/labels")
         if classes_before and classes != classes_before:
             log.info("classes changed (%s); the box predictor is re-initialised", ", ".join(classes))
-        blocked = store.labeled_ids() | store.queued_ids()  # what the selection will count as labeled
+        blocked = next_batch_blocked(store)  # what the selection will count as labeled
         n_blocked = sum(1 for r in turn.usable_rows() if r.id in blocked)
         if "boxes" in inputs_read(plan.method, method_options(project.config, plan.method), n_blocked):
             project.config = with_box_features(project.config)  # the selection compares box features

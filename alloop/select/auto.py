@@ -88,7 +88,7 @@ def run_auto(
         inner = run_coral(k, inputs, pool, seed=seed, device=device, alpha=alpha, threads=threads)
     options: dict[str, Any] = {"regime": which, "strategy": inner.method, "low_budget": int(low_budget),
                                **dict(inner.options)}
-    return make_selection("auto", inner.indices, inner.distances if which == "uncertainty" and later == "coral" else None,
+    return make_selection("auto", inner.indices, inner.distances if which == "uncertainty" else None,
                           inputs.scores, options, objective=inner.objective)
 
 

@@ -190,7 +190,7 @@ def predict_images(
     return out
 
 
-def _detections(boxes: torch.Tensor, res: dict[str, torch.Tensor], features: bool = True) -> Detections:
+def _detections(boxes: torch.Tensor, res: dict[str, torch.Tensor], features: bool) -> Detections:
     def f32(t: torch.Tensor) -> np.ndarray:
         return t.float().cpu().numpy().astype(np.float32)
 
