@@ -22,7 +22,14 @@ from alloop.select.base import (
     check_k,
     torch_device,
 )
-from alloop.select.auto import DEFAULT_LATER, DEFAULT_LOW_BUDGET, DEFAULT_UNCERTAINTY, reads_boxes, run_auto
+from alloop.select.auto import (
+    DEFAULT_LATER,
+    DEFAULT_LOW_BUDGET,
+    DEFAULT_MAX_SHARE,
+    DEFAULT_UNCERTAINTY,
+    reads_boxes,
+    run_auto,
+)
 from alloop.select.compose import is_spec, parse_spec, spec_selector
 from alloop.select.coral import DEFAULT_ALPHA, coral_greedy, run_coral
 from alloop.select.coreset import DEFAULT_THREADS, k_center_greedy, run_coreset
@@ -133,10 +140,11 @@ register(
         "auto",
         ("embeddings",),
         MappingProxyType({"low_budget": DEFAULT_LOW_BUDGET, "uncertainty": DEFAULT_UNCERTAINTY,
-                          "alpha": DEFAULT_ALPHA, "threads": DEFAULT_THREADS, "later": DEFAULT_LATER}),
+                          "alpha": DEFAULT_ALPHA, "threads": DEFAULT_THREADS, "later": DEFAULT_LATER,
+                          "max_share": DEFAULT_MAX_SHARE}),
         run_auto,
         "by regime: typiclust at the cold start, maxherding + uncertainty below low_budget labeled images, "
-        "then coral (or ppal: later = \"ppal\")",
+        "then coral (or ppal: later = \"ppal\"); max_share caps any k-means region's share of the labels",
         wants=("scores",),
     )
 )

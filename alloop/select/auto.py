@@ -40,12 +40,14 @@ from alloop.select.coral import DEFAULT_ALPHA, run_coral
 from alloop.select.coreset import DEFAULT_THREADS
 from alloop.select.maxherding import run_maxherding
 from alloop.select.ppal import run_ppal
+from alloop.select.share import capped, check_max_share, pool_regions
 from alloop.select.typiclust import run_typiclust
 
 DEFAULT_LOW_BUDGET = 100
 DEFAULT_UNCERTAINTY = 0.5
 LATER = ("coral", "ppal")  # the strategies auto may run from low_budget labeled images on
 DEFAULT_LATER = "coral"
+DEFAULT_MAX_SHARE = 0.0  # no cap (see alloop.select.share)
 
 
 def regime(labeled: int, has_scores: bool, low_budget: int = DEFAULT_LOW_BUDGET) -> str:
@@ -67,6 +69,7 @@ def run_auto(
     alpha: float = DEFAULT_ALPHA,
     threads: int = DEFAULT_THREADS,
     later: str = DEFAULT_LATER,
+    max_share: float = DEFAULT_MAX_SHARE,
 ) -> Selection:
     """The ``auto`` selector: TypiClust at the cold start, MaxHerding + uncertainty at low budgets, then
     ``later`` (CORAL, or PPAL on the detector's box features)."""
@@ -74,20 +77,32 @@ def run_auto(
         raise SelectionError(f"auto option low_budget must be a whole number of images >= 0, got {low_budget!r}")
     if later not in LATER:
         raise SelectionError(f"auto option later must be one of {', '.join(LATER)}, got {later!r}")
+    cap = check_max_share(max_share)
     n_labeled = int(np.asarray(inputs.labeled).sum())
     which = regime(n_labeled, inputs.scores is not None, int(low_budget))
     if which == "cold-start":
         inner = run_typiclust(k, inputs, pool, seed=seed, device=device, threads=threads)
-    elif which == "low-budget":
-        inner = run_maxherding(k, inputs, pool, seed=seed, device=device, uncertainty=uncertainty)
-    elif later == "ppal":
-        if inputs.boxes is None:
-            raise SelectionError(f"auto with later = \"ppal\" needs {MISSING_HINTS['boxes']}")
-        inner = run_ppal(k, inputs, pool, seed=seed, device=device)
+        capping: dict[str, Any] = {}
     else:
-        inner = run_coral(k, inputs, pool, seed=seed, device=device, alpha=alpha, threads=threads)
+        if which == "low-budget":
+            def strategy(n: int, inp: SelectionInputs, p: np.ndarray) -> Selection:
+                return run_maxherding(n, inp, p, seed=seed, device=device, uncertainty=uncertainty)
+        elif later == "ppal":
+            if inputs.boxes is None:
+                raise SelectionError(f"auto with later = \"ppal\" needs {MISSING_HINTS['boxes']}")
+
+            def strategy(n: int, inp: SelectionInputs, p: np.ndarray) -> Selection:
+                return run_ppal(n, inp, p, seed=seed, device=device)
+        else:
+            def strategy(n: int, inp: SelectionInputs, p: np.ndarray) -> Selection:
+                return run_coral(n, inp, p, seed=seed, device=device, alpha=alpha, threads=threads)
+        if cap > 0:
+            assert inputs.embeddings is not None
+            inner, capping = capped(strategy, k, inputs, pool_regions(inputs.embeddings, seed), cap)
+        else:
+            inner, capping = strategy(k, inputs, pool), {}
     options: dict[str, Any] = {"regime": which, "strategy": inner.method, "low_budget": int(low_budget),
-                               **dict(inner.options)}
+                               **dict(inner.options), **capping}
     return make_selection("auto", inner.indices, inner.distances if which == "uncertainty" else None,
                           inputs.scores, options, objective=inner.objective)
 
@@ -100,4 +115,4 @@ def reads_boxes(options: Mapping[str, Any], labeled: int | None = None) -> bool:
     return labeled is None or labeled >= int(options.get("low_budget", DEFAULT_LOW_BUDGET))
 
 
-__all__ = ["DEFAULT_LATER", "DEFAULT_LOW_BUDGET", "DEFAULT_UNCERTAINTY", "LATER", "reads_boxes", "regime", "run_auto"]
+__all__ = ["DEFAULT_LATER", "DEFAULT_LOW_BUDGET", "DEFAULT_MAX_SHARE", "DEFAULT_UNCERTAINTY", "LATER", "reads_boxes", "regime", "run_auto"]
