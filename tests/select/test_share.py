@@ -87,13 +87,17 @@ def test_no_region_goes_above_its_ceiling_with_auto(seed):
     assert sel.options["dropped"] > 0
 
 
-def test_the_cap_changes_nothing_when_no_region_fills():
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(80, 6)).astype(np.float32)
+def scattered_pool(n: int, n_labeled: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit rows without structure, the first ``n_labeled`` labeled, uniform scores."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    labeled = np.zeros(80, bool)
-    labeled[:10] = True
-    scores = rng.random(80)
+    labeled = np.arange(n) < n_labeled
+    return x, labeled, rng.random(n)
+
+
+def test_the_cap_changes_nothing_when_no_region_fills():
+    x, labeled, scores = scattered_pool(80, 10, seed=3)
     for low_budget in (1000, 0):
         plain = select("auto", 5, SelectionInputs(x, labeled, scores), seed=2, low_budget=low_budget)
         loose = select("auto", 5, SelectionInputs(x, labeled, scores), seed=2, low_budget=low_budget,
@@ -103,12 +107,7 @@ def test_the_cap_changes_nothing_when_no_region_fills():
 
 
 def test_auto_with_the_cap_is_deterministic_per_seed_and_off_at_the_cold_start():
-    rng = np.random.default_rng(8)
-    x = rng.normal(size=(120, 6)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    labeled = np.zeros(120, bool)
-    labeled[:15] = True
-    scores = rng.random(120)
+    x, labeled, scores = scattered_pool(120, 15, seed=8)
     runs = [select("auto", 12, SelectionInputs(x, labeled, scores), seed=4, max_share=1).indices for _ in range(2)]
     np.testing.assert_array_equal(*runs)
     cold = select("auto", 12, SelectionInputs(x, np.zeros(120, bool)), seed=4, max_share=1)
