@@ -11,6 +11,14 @@ from types import MappingProxyType
 from typing import Any
 
 from alloop.errors import SelectionError
+from alloop.select.auto import (
+    DEFAULT_LATER,
+    DEFAULT_LOW_BUDGET,
+    DEFAULT_MAX_SHARE,
+    DEFAULT_UNCERTAINTY,
+    reads_boxes,
+    run_auto,
+)
 from alloop.select.base import (
     MISSING_HINTS,
     PoolBoxes,
@@ -22,19 +30,17 @@ from alloop.select.base import (
     check_k,
     torch_device,
 )
-from alloop.select.auto import (
-    DEFAULT_LATER,
-    DEFAULT_LOW_BUDGET,
-    DEFAULT_MAX_SHARE,
-    DEFAULT_UNCERTAINTY,
-    reads_boxes,
-    run_auto,
-)
 from alloop.select.compose import is_spec, parse_spec, spec_selector
 from alloop.select.coral import DEFAULT_ALPHA, coral_greedy, run_coral
 from alloop.select.coreset import DEFAULT_THREADS, k_center_greedy, run_coreset
 from alloop.select.maxherding import max_herding, run_maxherding
-from alloop.select.ppal import DEFAULT_BOX_THRESHOLD, DEFAULT_ITERATIONS, DEFAULT_MAX_BOXES, DEFAULT_RATIO, run_ppal
+from alloop.select.ppal import (
+    DEFAULT_BOX_THRESHOLD,
+    DEFAULT_ITERATIONS,
+    DEFAULT_MAX_BOXES,
+    DEFAULT_RATIO,
+    run_ppal,
+)
 from alloop.select.random import random_sample, run_random
 from alloop.select.typiclust import run_typiclust, typiclust
 
@@ -45,8 +51,8 @@ __all__ = [
     "SelectionWarning",
     "Selector",
     "available_methods",
-    "inputs_read",
     "coral_greedy",
+    "inputs_read",
     "is_spec",
     "k_center_greedy",
     "max_herding",

@@ -26,8 +26,8 @@ a lead not yet enough to make it the default, which would also make those steps'
 ``max_share`` (default 0: off) caps any k-means region of the pool at that many times its pool share of the labels
 after the cold start (:mod:`alloop.select.share`). On the orchard (670 images, 2 seeds) ``auto`` put 27% of its
 labels into a dense far-away scene (6% of the pool) it cannot learn at 320x240; ``max_share = 2`` held that to 16%
-and bought the same mAP@0.5 with 22% fewer boxes, but beat random in images no more than ``auto`` does, so it is
-an option (benchmarks/RESULTS.md, "A pool of MinneApple's size").
+and bought the same mAP@0.5 with 22% fewer boxes (14% fewer on the blind cultivars, equal AUC), but beat random in
+images no more than ``auto`` does, so it is an option (benchmarks/RESULTS.md, "A pool of MinneApple's size").
 
 The switch points and weights, and why, are in benchmarks/RESULTS.md ("Selection strategies"). The
 report shows which regime chose each batch (``regime`` in the batch options).

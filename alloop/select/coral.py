@@ -57,7 +57,6 @@ from alloop.select.base import (
     torch_device,
     unit_weight,
 )
-from alloop.select.typicality import typicality as typicality_of
 from alloop.select.coreset import (
     DEFAULT_THREADS,
     MinDistanceIndex,
@@ -67,6 +66,7 @@ from alloop.select.coreset import (
     default_hot_size,
     engine_settings,
 )
+from alloop.select.typicality import typicality as typicality_of
 
 DEFAULT_ALPHA = 0.5
 DEFAULT_BALANCE = 0.5  # the weight `balance=true` stands for

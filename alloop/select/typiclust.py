@@ -113,7 +113,7 @@ def typiclust(
         labeled[members[j]] = True
         counts[c] += 1
         remaining[c] -= 1
-    info = {"clusters": int(len(sizes)), "min_cluster_size": MIN_CLUSTER_SIZE,
+    info = {"clusters": len(sizes), "min_cluster_size": MIN_CLUSTER_SIZE,
             "uncertainty": float(uncertainty) if use_scores else 0.0}
     return picks, values, info
 
