@@ -36,6 +36,7 @@ report shows which regime chose each batch (``regime`` in the batch options).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -91,17 +92,13 @@ def run_auto(
         capping: dict[str, Any] = {}
     else:
         if which == "low-budget":
-            def strategy(n: int, inp: SelectionInputs, p: np.ndarray) -> Selection:
-                return run_maxherding(n, inp, p, seed=seed, device=device, uncertainty=uncertainty)
+            strategy = partial(run_maxherding, seed=seed, device=device, uncertainty=uncertainty)
         elif later == "ppal":
             if inputs.boxes is None:
                 raise SelectionError(f"auto with later = \"ppal\" needs {MISSING_HINTS['boxes']}")
-
-            def strategy(n: int, inp: SelectionInputs, p: np.ndarray) -> Selection:
-                return run_ppal(n, inp, p, seed=seed, device=device)
+            strategy = partial(run_ppal, seed=seed, device=device)
         else:
-            def strategy(n: int, inp: SelectionInputs, p: np.ndarray) -> Selection:
-                return run_coral(n, inp, p, seed=seed, device=device, alpha=alpha, threads=threads)
+            strategy = partial(run_coral, seed=seed, device=device, alpha=alpha, threads=threads)
         if cap > 0:
             assert inputs.embeddings is not None
             inner, capping = capped(strategy, k, inputs, pool_regions(inputs.embeddings, seed), cap)

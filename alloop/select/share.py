@@ -35,7 +35,6 @@ from alloop.errors import SelectionError
 from alloop.select.base import Selection, SelectionInputs, make_selection
 from alloop.select.typiclust import cluster
 
-DEFAULT_MAX_SHARE = 2.0
 MAX_REGIONS = 50
 
 # run(k, inputs, pool) -> Selection: the strategy being capped, its own options bound
@@ -121,4 +120,4 @@ def pool_regions(embeddings: np.ndarray, seed: int) -> np.ndarray:
     return cluster(embeddings, n_regions(len(embeddings)), seed)
 
 
-__all__ = ["DEFAULT_MAX_SHARE", "capped", "check_max_share", "n_regions", "pool_regions", "region_room"]
+__all__ = ["capped", "check_max_share", "n_regions", "pool_regions", "region_room"]
