@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -48,8 +48,8 @@ def select_first_batch(turn: Turn, method: str, n: int, record: Record) -> Selec
     """init: pick ``n`` images of the pool with ``method`` (no model yet: no scores)."""
     store = turn.store
     rows = turn.usable_rows()
-    selection, _ = select_rows(turn.project, 0, rows, method=method, n=n, blocked=store.labeled_ids(),
-                               progress=turn.progress)
+    selection = select_rows(turn.project, 0, rows, method=method, n=n, blocked=store.labeled_ids(),
+                            progress=turn.progress).selection
     info = SelectInfo(selected=len(selection.indices), method=method)
     with store.transaction():
         write_selection(store, 0, method, rows, selection)
@@ -76,10 +76,12 @@ def select_next_batch(turn: Turn, *, method: str, score: str, n: int, budget_box
         return info
     # Every image costs at least one box: no more than budget_boxes picks can fit, and --n caps them.
     k = min(n, int(budget_boxes)) if budget_boxes else n
-    selection, key = select_rows(turn.project, turn.iteration, rows, method=method, n=k, score=score,
-                                 blocked=blocked, checkpoint=checkpoint, progress=turn.progress)
+    picked = select_rows(turn.project, turn.iteration, rows, method=method, n=k, score=score,
+                         blocked=blocked, checkpoint=checkpoint, progress=turn.progress)
+    selection, key = picked.selection, picked.embedder
     if budget_boxes:
-        selection = within_box_budget(turn.project, turn.iteration, rows, selection, budget_boxes, n)
+        selection = within_box_budget(turn.project, turn.iteration, rows, selection, budget_boxes, n,
+                                      predicted=picked.predicted)
     info = StepSelectInfo(selected=len(selection.indices), method=method, score=score,
                           options=dict(selection.options), embedder=key)
     with store.transaction():
@@ -109,6 +111,14 @@ def export_stage(turn: Turn, record: Record) -> ExportInfo:
 # selection
 
 
+class Picked(NamedTuple):
+    """What :func:`select_rows` chose, and what it read to choose it."""
+
+    selection: Selection
+    embedder: str | None  # the embedder key of the embeddings it used (None: none were needed)
+    predicted: np.ndarray | None  # (len(rows), num_classes) confident predicted boxes; None before a model
+
+
 def select_rows(
     project: Project,
     iteration: int,
@@ -121,11 +131,11 @@ def select_rows(
     checkpoint: Path | None = None,
     options: Mapping[str, Any] | None = None,
     progress: bool,
-) -> tuple[Selection, str | None]:
+) -> Picked:
     """Select ``n`` of ``rows`` with ``method``; ``blocked`` ids are centers, never picked.
 
     Gathers only what the method needs (embeddings; the iteration's ``score`` and predicted classes)
-    and returns the selection with the embedder key it used (None without embeddings).
+    and returns the selection with the embedder key it used and the predicted class counts it read.
     """
     cfg = project.config
     store = project.store
@@ -150,14 +160,20 @@ def select_rows(
         predicted_classes=predicted,
         boxes=boxes,
     )
-    return select(method, n, inputs, seed=cfg.seed + iteration, device=resolve_device(cfg.device), **opts), key
+    selection = select(method, n, inputs, seed=cfg.seed + iteration, device=resolve_device(cfg.device), **opts)
+    return Picked(selection, key, predicted)
 
 
 def within_box_budget(project: Project, iteration: int, rows: Sequence[ImageRow], selection: Selection,
-                      budget: int, cap: int) -> Selection:
-    """The prefix of ``selection`` whose estimated boxes fit ``budget`` (at most ``cap`` images)."""
+                      budget: int, cap: int, *, predicted: np.ndarray | None = None) -> Selection:
+    """The prefix of ``selection`` whose estimated boxes fit ``budget`` (at most ``cap`` images).
+
+    ``predicted``: the (len(rows), num_classes) predicted class counts :func:`select_rows` read already
+    (else the iteration's predictions file is read here)."""
     store = project.store
-    predicted = predicted_class_counts(project, iteration, rows, len(store.classes())).sum(axis=1)
+    if predicted is None:
+        predicted = predicted_class_counts(project, iteration, rows, len(store.classes()))
+    predicted = predicted.sum(axis=1)
     counts = store.counts()  # two COUNT queries, not every labeled box
     per_image = counts["boxes"] / counts["labeled"] if counts["labeled"] else None
     costs, r = box_costs(predicted, per_image)

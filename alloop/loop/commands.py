@@ -48,9 +48,9 @@ def reselect(
         rows = store.images(state="ok")
         blocked = store.labeled_ids() | (store.queued_ids() - {m.image_id for m in old})
         checkpoint = project.root / latest.checkpoint if latest.checkpoint else None
-        selection, _ = select_rows(project, it, rows, method=method, n=n or len(old),
-                                   score=score if scored else None, blocked=blocked,
-                                   checkpoint=checkpoint, options=options, progress=progress)
+        selection = select_rows(project, it, rows, method=method, n=n or len(old),
+                                score=score if scored else None, blocked=blocked,
+                                checkpoint=checkpoint, options=options, progress=progress).selection
         with store.transaction():
             write_selection(store, it, method, rows, selection, score_spec=score if scored else None)
             store.update_iteration(it, method=method, score_spec=score if it > 0 else None)
