@@ -192,13 +192,20 @@ def test_auto_is_typiclust_at_init_then_coral_on_scores(tmp_path, orchard, tiny_
 
 
 @pytest.mark.slow
-def test_step_with_a_box_budget_takes_the_prefix_that_fits(tmp_path, orchard, tiny_config, make_labels, queued_paths):
+def test_step_with_a_box_budget_takes_the_prefix_that_fits(tmp_path, orchard, tiny_config, make_labels, queued_paths,
+                                                            monkeypatch):
+    from alloop.loop import batch
+
     _init(tmp_path, orchard, tiny_config)
     proj = tmp_path / "proj"
     labels = make_labels(orchard / "annotations.json", queued_paths(proj), tmp_path / "round1.json")
     with pytest.raises(Exception, match="--budget-boxes must be a positive number of boxes"):
         loop.step(proj, labels=labels, n=10, budget_boxes=0, progress=False)
+    reads = []
+    read = batch.pool_predictions
+    monkeypatch.setattr(batch, "pool_predictions", lambda *a, **kw: reads.append(a[1]) or read(*a, **kw))
     r = loop.step(proj, labels=labels, n=10, budget_boxes=7, progress=False)
+    assert reads == [1]  # the selection and the box budget share one read of the predictions file
     with Project.open(proj, lock=False) as p:
         tag = p.store.tag(r.tag)
         assert tag.options["budget_boxes"] == 7 and p.store.iteration(1).config["budget_boxes"] == 7
