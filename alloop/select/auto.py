@@ -29,9 +29,9 @@ labels into a dense far-away scene (6% of the pool) it cannot learn at 320x240; 
 and bought the same mAP@0.5 with 22% fewer boxes (14% fewer on the blind cultivars, equal AUC), but beat random in
 images no more than ``auto`` does, so it is an option (benchmarks/RESULTS.md, "A pool of MinneApple's size").
 
-Against random sampling with 670 images (25 -> 150 labels, 3 seeds, detector features after round 1): ahead on
-every seed from 100 labels on where the first model never saw a scene (+0.039 mAP@0.5 at 150 labels, random's
-final with 81% of its labels), random's equal on the plain orchard (benchmarks/RESULTS.md, "The default against
+Against random sampling with 670 images (25 -> 150 labels, detector features after round 1): ahead on every
+seed at 100 and 150 labels where the first model never saw a scene (5 seeds: +0.039 mAP@0.5 at 150 labels,
+random's final with 85% of its labels), random's equal on the plain orchard (4 seeds) (benchmarks/RESULTS.md, "The default against
 random at 670 images"). The switch points and weights, and why, are in benchmarks/RESULTS.md ("Selection
 strategies"). The
 report shows which regime chose each batch (``regime`` in the batch options).
