@@ -80,8 +80,8 @@ def select_next_batch(turn: Turn, *, method: str, score: str, n: int, budget_box
                          blocked=blocked, checkpoint=checkpoint, progress=turn.progress)
     selection, key = picked.selection, picked.embedder
     if budget_boxes:
-        selection = within_box_budget(turn.project, turn.iteration, rows, selection, budget_boxes, n,
-                                      predicted=picked.predicted)
+        assert picked.predicted is not None  # a step's selection reads the iteration's predictions
+        selection = within_box_budget(store, picked.predicted, selection, budget_boxes, n)
     info = StepSelectInfo(selected=len(selection.indices), method=method, score=score,
                           options=dict(selection.options), embedder=key)
     with store.transaction():
@@ -164,19 +164,14 @@ def select_rows(
     return Picked(selection, key, predicted)
 
 
-def within_box_budget(project: Project, iteration: int, rows: Sequence[ImageRow], selection: Selection,
-                      budget: int, cap: int, *, predicted: np.ndarray | None = None) -> Selection:
+def within_box_budget(store: Store, predicted: np.ndarray, selection: Selection, budget: int, cap: int) -> Selection:
     """The prefix of ``selection`` whose estimated boxes fit ``budget`` (at most ``cap`` images).
 
-    ``predicted``: the (len(rows), num_classes) predicted class counts :func:`select_rows` read already
-    (else the iteration's predictions file is read here)."""
-    store = project.store
-    if predicted is None:
-        predicted = predicted_class_counts(project, iteration, rows, len(store.classes()))
-    predicted = predicted.sum(axis=1)
+    ``predicted``: the (rows, num_classes) confident predicted boxes of the rows ``selection`` indexes, as
+    :func:`select_rows` read them for the selection."""
     counts = store.counts()  # two COUNT queries, not every labeled box
     per_image = counts["boxes"] / counts["labeled"] if counts["labeled"] else None
-    costs, r = box_costs(predicted, per_image)
+    costs, r = box_costs(predicted.sum(axis=1), per_image)
     m = min(cap, prefix_within(costs, selection.indices, budget))
     estimate = float(costs[selection.indices[:m]].sum())
     log.info("box budget %d: %d images, about %.0f boxes to label (model counts x %.2f)", budget, m, estimate, r)

@@ -31,10 +31,9 @@ images no more than ``auto`` does, so it is an option (benchmarks/RESULTS.md, "A
 
 Against random sampling with 670 images (25 -> 150 labels, detector features after round 1): ahead on every
 seed at 100 and 150 labels where the first model never saw a scene (5 seeds: +0.039 mAP@0.5 at 150 labels,
-random's final with 85% of its labels), random's equal on the plain orchard (4 seeds) (benchmarks/RESULTS.md, "The default against
-random at 670 images"). The switch points and weights, and why, are in benchmarks/RESULTS.md ("Selection
-strategies"). The
-report shows which regime chose each batch (``regime`` in the batch options).
+random's final with 85% of its labels), random's equal on the plain orchard (4 seeds); benchmarks/RESULTS.md,
+"The default against random at 670 images". The switch points and weights, and why, are in benchmarks/RESULTS.md
+("Selection strategies"). The report shows which regime chose each batch (``regime`` in the batch options).
 """
 
 from __future__ import annotations
